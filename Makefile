@@ -1,0 +1,67 @@
+# pgwa: PGXS build of the extension (pgwa.so), plus the HTTP front (pgwa-http)
+# and the mock broker used by tests and benchmarks.
+#
+#   make            build everything
+#   make install    install the extension into PostgreSQL (needs root)
+#   make run        install dependencies, build, start a local cluster and pgwa-http
+#   make stop       stop what make run started
+#   make test       the whole suite on a throwaway cluster; ends with "N passed, N failed"
+#   make bench      benchmarks (not timed tests); see BENCHMARKS.md
+
+EXTENSION   = pgwa
+MODULE_big  = pgwa
+OBJS = \
+	extension/pgwa.o \
+	extension/guc.o \
+	extension/shmem.o \
+	extension/tokens.o \
+	extension/normalize.o \
+	bgworker/dispatcher.o \
+	bgworker/transfer.o \
+	bgworker/provider_broker.o \
+	bgworker/provider_evolution.o \
+	bgworker/provider_meta.o
+
+DATA = $(wildcard sql/pgwa--*.sql)
+PGFILEDESC = "pgwa - WhatsApp messaging gateway"
+
+REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/extension -I$(srcdir)/bgworker -Wextra -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
+SHLIB_LINK = -lcurl -ljansson
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+PG_INCLUDEDIR := $(shell $(PG_CONFIG) --includedir)
+PG_LIBDIR     := $(shell $(PG_CONFIG) --libdir)
+TOOL_CFLAGS   = -O2 -g -Wall -Wextra
+
+all: http_front/pgwa-http test/mock_broker/mock-broker
+
+http_front/pgwa-http: $(wildcard http_front/*.c http_front/*.h)
+	$(CC) $(TOOL_CFLAGS) -o $@ $(filter %.c,$^) -I$(PG_INCLUDEDIR) \
+		$$(pkg-config --cflags --libs libmicrohttpd jansson) -L$(PG_LIBDIR) -lpq -lpthread
+
+test/mock_broker/mock-broker: $(wildcard test/mock_broker/*.c test/mock_broker/*.h)
+	$(CC) $(TOOL_CFLAGS) -o $@ $(filter %.c,$^) \
+		$$(pkg-config --cflags --libs libmicrohttpd jansson) -lpthread
+
+clean: clean-tools
+clean-tools:
+	rm -f http_front/pgwa-http test/mock_broker/mock-broker
+
+.PHONY: deps run stop test bench clean-tools
+deps:
+	bash scripts/install_deps.sh
+run:
+	bash scripts/run.sh
+stop:
+	bash scripts/stop.sh
+test:
+	bash scripts/test.sh
+bench:
+	bash bench/run.sh

@@ -1,0 +1,391 @@
+/*
+ * dispatcher.c: the "pgwa dispatcher" background worker.
+ *
+ * One loop: record the results of finished transfers (one short
+ * transaction), claim the head message of ready instances (another short
+ * transaction), start their HTTP requests on the libcurl multi handle, and
+ * wait. No transaction is ever open while HTTP is in flight. Committing
+ * enqueues set our latch; with nothing in flight we sleep on it until the
+ * next due time, and with transfers in flight we poll their sockets in
+ * short slices so a new enqueue is still picked up within milliseconds.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pgwa.h"
+#include "transfer.h"
+
+/* Poll slice while transfers are in flight: bounds enqueue-to-claim delay. */
+#define BUSY_POLL_MS 2
+/* How often expired leases are looked for. */
+#define LEASE_CHECK_MS 5000
+
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr complete_plan = NULL;
+static SPIPlanPtr next_due_plan = NULL;
+
+void
+pgwa_register_dispatcher(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgwa");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgwa_dispatcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pgwa dispatcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pgwa dispatcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+dispatcher_exit(int code, Datum arg)
+{
+	pgwa_shmem_set_dispatcher(false);
+	transfers_shutdown();
+}
+
+static void
+begin_xact(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_xact(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* Report our writes so autovacuum keeps the queue tables lean. */
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static SPIPlanPtr
+prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "pgwa dispatcher: could not prepare \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/* Waits until CREATE EXTENSION pgwa has run in our database. */
+static void
+wait_for_extension(void)
+{
+	for (;;)
+	{
+		bool		present;
+
+		CHECK_FOR_INTERRUPTS();
+		begin_xact("pgwa: waiting for CREATE EXTENSION pgwa");
+		SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'pgwa'", true, 1);
+		present = SPI_processed > 0;
+		end_xact();
+		if (present)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 5000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+static void
+prepare_plans(void)
+{
+	Oid			claim_types[2] = {INT4OID, INT4OID};
+	Oid			complete_types[9] = {TEXTOID, INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID, FLOAT8OID, INT4OID};
+
+	begin_xact("pgwa: preparing");
+	claim_plan = prepare("SELECT instance_id::text, seq, message_id::text, attempt, provider, "
+						 "base_url, broker_api_key, broker_instance_id, settings::text, payload::text "
+						 "FROM pgwa._claim($1, $2)", 2, claim_types);
+	complete_plan = prepare("SELECT pgwa._complete($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9)",
+							9, complete_types);
+	next_due_plan = prepare("SELECT pgwa._next_due()", 0, NULL);
+	/* Claims left by a previous dispatcher: we are the only claimer. */
+	SPI_execute("SELECT pgwa._release_leases(true)", false, 0);
+	end_xact();
+}
+
+static void
+release_expired_leases(void)
+{
+	begin_xact("pgwa: releasing expired leases");
+	SPI_execute("SELECT pgwa._release_leases(false)", false, 0);
+	end_xact();
+}
+
+/* Records finished attempts, all in one transaction. */
+static void
+record_results(List *results)
+{
+	ListCell   *lc;
+
+	begin_xact("pgwa: recording results");
+	foreach(lc, results)
+	{
+		transfer_result *r = lfirst(lc);
+		Datum		values[9];
+		char		nulls[9];
+		int			rc;
+
+		memset(nulls, ' ', sizeof(nulls));
+		values[0] = CStringGetTextDatum(r->instance_id);
+		values[1] = Int64GetDatum(r->seq);
+		values[2] = CStringGetTextDatum(r->outcome);
+		values[3] = Int32GetDatum(r->http_status);
+		if (r->http_status == 0)
+			nulls[3] = 'n';
+		if (r->broker_id)
+			values[4] = CStringGetTextDatum(r->broker_id);
+		else
+			nulls[4] = 'n';
+		if (r->error)
+			values[5] = CStringGetTextDatum(r->error);
+		else
+			nulls[5] = 'n';
+		values[6] = TimestampTzGetDatum(r->started_at);
+		values[7] = Float8GetDatum(r->duration_ms);
+		values[8] = Int32GetDatum(r->retry_after_ms);
+		if (r->retry_after_ms == 0)
+			nulls[8] = 'n';
+		rc = SPI_execute_plan(complete_plan, values, nulls, false, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "pgwa dispatcher: recording a result failed: %s",
+				 SPI_result_code_string(rc));
+	}
+	end_xact();
+}
+
+static char *
+copy_col(HeapTuple tup, TupleDesc desc, int col)
+{
+	char	   *v = SPI_getvalue(tup, desc, col);
+
+	return v ? pstrdup(v) : NULL;
+}
+
+/*
+ * Claims up to `room` messages and starts them. Returns the results of
+ * those that finished at once (dry run, unsendable), and sets *next_due to
+ * when the next message will be due (0 if none is pending).
+ */
+static List *
+claim_and_start(int room, bool dryrun, MemoryContext loop_cxt, TimestampTz *next_due)
+{
+	Datum		args[2];
+	List	   *immediate = NIL;
+	uint64		n;
+	bool		isnull;
+	Datum		d;
+
+	args[0] = Int32GetDatum(Min(room, pgwa_claim_batch));
+	args[1] = Int32GetDatum(pgwa_lease_s);
+
+	begin_xact("pgwa: claiming");
+	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pgwa dispatcher: claim failed");
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pgwa transfer",
+												  ALLOCSET_SMALL_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		claimed_message msg;
+		char	   *settings;
+		char	   *payload;
+		transfer_result *r;
+
+		memset(&msg, 0, sizeof(msg));
+		msg.instance_id = copy_col(tup, desc, 1);
+		msg.seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		msg.message_id = copy_col(tup, desc, 3);
+		msg.attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		msg.provider = copy_col(tup, desc, 5);
+		msg.base_url = copy_col(tup, desc, 6);
+		msg.api_key = copy_col(tup, desc, 7);
+		msg.broker_instance_id = copy_col(tup, desc, 8);
+		settings = copy_col(tup, desc, 9);
+		payload = copy_col(tup, desc, 10);
+		msg.settings = json_loads(settings, 0, NULL);
+		msg.payload = json_loads(payload, 0, NULL);
+		MemoryContextSwitchTo(old);
+
+		r = transfer_start(&msg, cxt, dryrun, loop_cxt);
+		if (r != NULL)
+		{
+			old = MemoryContextSwitchTo(loop_cxt);
+			immediate = lappend(immediate, r);
+			MemoryContextSwitchTo(old);
+		}
+	}
+
+	*next_due = 0;
+	if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			*next_due = DatumGetTimestampTz(d);
+	}
+	end_xact();
+	return immediate;
+}
+
+static long
+ms_until(TimestampTz t)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (t <= now)
+		return 0;
+	return (long) ((t - now + 999) / 1000);
+}
+
+void
+pgwa_dispatcher_main(Datum main_arg)
+{
+	MemoryContext loop_cxt;
+	TimestampTz next_due = 0;
+	TimestampTz last_lease_check = 0;
+	bool		claim_wanted = true;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(pgwa_database, NULL, 0);
+
+	pgwa_use_palloc_for_jansson();
+	transfers_init();
+	pgwa_shmem_set_dispatcher(true);
+	on_shmem_exit(dispatcher_exit, (Datum) 0);
+
+	wait_for_extension();
+	prepare_plans();
+	ereport(LOG, (errmsg("pgwa dispatcher started in database \"%s\" (mode %s)",
+						 pgwa_database, pgwa_mode_raw)));
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgwa dispatcher loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		List	   *results;
+		pgwa_delivery_mode	mode;
+		long		timeout;
+		TimestampTz now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			claim_wanted = true;
+		}
+		MemoryContextReset(loop_cxt);
+		mode = pgwa_effective_mode();
+
+		/* 1. Results of finished transfers. */
+		results = transfers_collect(loop_cxt);
+		if (results != NIL)
+		{
+			record_results(results);
+			/* Freed instances may have more to send. */
+			claim_wanted = true;
+		}
+
+		/* 2. New claims, unless mode disabled holds everything. */
+		now = GetCurrentTimestamp();
+		if (next_due != 0 && next_due <= now)
+			claim_wanted = true;
+		if (mode != PGWA_MODE_DISABLED && claim_wanted &&
+			transfers_in_flight() < pgwa_max_in_flight)
+		{
+			List	   *immediate;
+
+			claim_wanted = false;
+			immediate = claim_and_start(pgwa_max_in_flight - transfers_in_flight(),
+										mode == PGWA_MODE_DRYRUN, loop_cxt, &next_due);
+			if (immediate != NIL)
+			{
+				record_results(immediate);
+				claim_wanted = true;
+				continue;
+			}
+		}
+
+		/* 3. Claims of a dead dispatcher or a lost transfer come back. */
+		if (now - last_lease_check >= (TimestampTz) LEASE_CHECK_MS * 1000)
+		{
+			release_expired_leases();
+			last_lease_check = now;
+		}
+
+		/* 4. Wait for a commit, a due message, or socket activity. */
+		timeout = pgwa_idle_poll_ms;
+		if (next_due != 0)
+			timeout = Min(timeout, ms_until(next_due));
+		if (transfers_in_flight() > 0)
+		{
+			long		curl_ms = transfers_timeout_ms();
+
+			timeout = Min(timeout, BUSY_POLL_MS);
+			if (curl_ms >= 0)
+				timeout = Min(timeout, curl_ms);
+			if (timeout > 0)
+				transfers_wait((int) timeout);
+			if (MyLatch->is_set)
+			{
+				ResetLatch(MyLatch);
+				claim_wanted = true;
+			}
+		}
+		else if (timeout > 0)
+		{
+			int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									   timeout, PG_WAIT_EXTENSION);
+
+			if (rc & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				claim_wanted = true;
+			}
+			if (rc & WL_TIMEOUT)
+				claim_wanted = true;
+		}
+		else
+			claim_wanted = true;
+	}
+}

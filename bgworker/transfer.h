@@ -1,0 +1,50 @@
+/*
+ * transfer.h: HTTP transfers to brokers on one libcurl multi handle.
+ */
+#ifndef PGWA_TRANSFER_H
+#define PGWA_TRANSFER_H
+
+#include "postgres.h"
+
+#include "nodes/pg_list.h"
+#include "utils/timestamp.h"
+
+#include "provider.h"
+
+/* The outcome of one attempt, as pgwa._complete() takes it. */
+typedef struct transfer_result
+{
+	char	   *instance_id;
+	int64		seq;
+	const char *outcome;		/* sent, retry, dead, disconnected, dryrun */
+	int			http_status;	/* 0: no HTTP answer */
+	char	   *broker_id;
+	char	   *error;
+	TimestampTz started_at;
+	double		duration_ms;
+	int			retry_after_ms; /* 0: none given */
+} transfer_result;
+
+extern void transfers_init(void);
+extern void transfers_shutdown(void);
+extern int	transfers_in_flight(void);
+
+/*
+ * Starts sending msg, whose strings live in cxt; the transfer owns cxt from
+ * then on. When no HTTP call is needed (dry run, or a message the provider
+ * cannot express) the result is returned at once, allocated in result_cxt,
+ * and NULL otherwise.
+ */
+extern transfer_result *transfer_start(const claimed_message *msg, MemoryContext cxt,
+									   bool dryrun, MemoryContext result_cxt);
+
+/* Waits up to timeout_ms for socket activity on the transfers. */
+extern void transfers_wait(int timeout_ms);
+
+/* Drives the transfers and returns the results of finished ones. */
+extern List *transfers_collect(MemoryContext result_cxt);
+
+/* Milliseconds until libcurl needs attention for timeouts (-1: none). */
+extern long transfers_timeout_ms(void);
+
+#endif							/* PGWA_TRANSFER_H */

@@ -1,0 +1,113 @@
+/*
+ * guc.c: every pgwa setting, defined in one place.
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "pgwa.h"
+
+char	   *pgwa_database = NULL;
+char	   *pgwa_mode_raw = NULL;
+int			pgwa_max_in_flight = 1000;
+int			pgwa_claim_batch = 500;
+int			pgwa_http_timeout_ms = 15000;
+int			pgwa_connect_timeout_ms = 5000;
+int			pgwa_lease_s = 120;
+int			pgwa_idle_poll_ms = 1000;
+
+static bool
+check_mode(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+
+	if (strcmp(v, "http") == 0 || strcmp(v, "dryrun") == 0 ||
+		strcmp(v, "disabled") == 0 || strcmp(v, "sidecar") == 0)
+		return true;
+	GUC_check_errdetail("pgwa.mode must be one of http, dryrun, disabled (legacy: sidecar).");
+	return false;
+}
+
+static void
+assign_mode(const char *newval, void *extra)
+{
+	/* Legacy deployments still say sidecar; they get the HTTP broker. */
+	if (strcmp(newval, "sidecar") == 0)
+		ereport(WARNING,
+				(errmsg("pgwa.mode 'sidecar' is retired; using 'http'"),
+				 errhint("Set pgwa.mode = 'http' to silence this warning.")));
+}
+
+pgwa_delivery_mode
+pgwa_effective_mode(void)
+{
+	if (pgwa_mode_raw == NULL)
+		return PGWA_MODE_HTTP;
+	if (strcmp(pgwa_mode_raw, "dryrun") == 0)
+		return PGWA_MODE_DRYRUN;
+	if (strcmp(pgwa_mode_raw, "disabled") == 0)
+		return PGWA_MODE_DISABLED;
+	return PGWA_MODE_HTTP;
+}
+
+const char *
+pgwa_mode_name(pgwa_delivery_mode mode)
+{
+	switch (mode)
+	{
+		case PGWA_MODE_DRYRUN:
+			return "dryrun";
+		case PGWA_MODE_DISABLED:
+			return "disabled";
+		default:
+			return "http";
+	}
+}
+
+void
+pgwa_define_gucs(void)
+{
+	DefineCustomStringVariable("pgwa.database",
+							   "Database the dispatcher serves (where CREATE EXTENSION pgwa ran).",
+							   NULL, &pgwa_database, "postgres",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("pgwa.mode",
+							   "Delivery mode: http (send through brokers), dryrun (record without sending), disabled (accept and hold).",
+							   "The legacy value sidecar is read as http.",
+							   &pgwa_mode_raw, "http",
+							   PGC_SIGHUP, 0, check_mode, assign_mode, NULL);
+
+	DefineCustomIntVariable("pgwa.max_in_flight",
+							"Most HTTP requests the dispatcher keeps in flight at once.",
+							NULL, &pgwa_max_in_flight, 1000, 1, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.claim_batch",
+							"Most messages claimed in one transaction.",
+							NULL, &pgwa_claim_batch, 500, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.http_timeout",
+							"Timeout of one request to a broker.",
+							NULL, &pgwa_http_timeout_ms, 15000, 100, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.connect_timeout",
+							"Timeout for connecting to a broker.",
+							NULL, &pgwa_connect_timeout_ms, 5000, 100, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.lease",
+							"How long a claimed message stays claimed without a result before it is given back.",
+							"Must exceed pgwa.http_timeout.",
+							&pgwa_lease_s, 120, 5, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.idle_poll",
+							"Longest the dispatcher sleeps when it has nothing due (commits wake it sooner).",
+							NULL, &pgwa_idle_poll_ms, 1000, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("pgwa");
+}

@@ -1,0 +1,98 @@
+/*
+ * pgwa.c: module entry point and the small SQL-callable functions that
+ * expose runtime state (dispatcher, mode) and wake the dispatcher on commit.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#include "pgwa.h"
+
+PG_MODULE_MAGIC;
+
+PG_FUNCTION_INFO_V1(pgwa_wake_dispatcher_on_commit);
+PG_FUNCTION_INFO_V1(pgwa_dispatcher_pid);
+PG_FUNCTION_INFO_V1(pgwa_mode);
+
+/* Whether this transaction already asked for a wake-up at commit. */
+static bool wake_pending = false;
+static bool xact_callback_registered = false;
+
+void
+_PG_init(void)
+{
+	pgwa_define_gucs();
+
+	/* The dispatcher and its shared state exist only when preloaded. */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	pgwa_shmem_install_hooks();
+	pgwa_register_dispatcher();
+}
+
+static void
+wake_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_pending)
+				pgwa_shmem_wake_dispatcher();
+			wake_pending = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * One latch wake per committing transaction, however many messages it
+ * queued: the dispatcher then claims them all in one go.
+ */
+Datum
+pgwa_wake_dispatcher_on_commit(PG_FUNCTION_ARGS)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_pending = true;
+	PG_RETURN_VOID();
+}
+
+Datum
+pgwa_dispatcher_pid(PG_FUNCTION_ARGS)
+{
+	pid_t		pid = pgwa_shmem_dispatcher_pid();
+
+	if (pid == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32((int32) pid);
+}
+
+Datum
+pgwa_mode(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pgwa.mode() must be called in a context that accepts a record")));
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = CStringGetTextDatum(pgwa_mode_name(pgwa_effective_mode()));
+	values[1] = CStringGetTextDatum(pgwa_mode_raw ? pgwa_mode_raw : "http");
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
