@@ -22,7 +22,11 @@ OBJS = \
 	bgworker/provider_evolution.o \
 	bgworker/provider_meta.o
 
-DATA = $(wildcard sql/pgwa--*.sql)
+# The install script is assembled from sql/src/, one file per responsibility.
+# Upgrade scripts (sql/pgwa--A--B.sql) are written by hand once a version is released.
+EXTVERSION = 0.1
+DATA_built = sql/pgwa--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/pgwa--*--*.sql))
 PGFILEDESC = "pgwa - WhatsApp messaging gateway"
 
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
@@ -41,6 +45,14 @@ PG_LIBDIR     := $(shell $(PG_CONFIG) --libdir)
 TOOL_CFLAGS   = -O2 -g -Wall -Wextra
 
 all: http_front/pgwa-http test/mock_broker/mock-broker
+
+sql/pgwa--$(EXTVERSION).sql: $(sort $(wildcard sql/src/*.sql))
+	{ echo '-- pgwa $(EXTVERSION). Generated from sql/src/ by make; edit those files.'; \
+	  printf '%s\n' '\echo Use "CREATE EXTENSION pgwa" to load this file. \quit'; \
+	  for f in $^; do echo; echo "-- $$f"; cat $$f; done; } > $@
+
+# PGXS does not track header dependencies here: rebuild objects when a header changes.
+$(OBJS): $(wildcard extension/*.h bgworker/*.h)
 
 http_front/pgwa-http: $(wildcard http_front/*.c http_front/*.h)
 	$(CC) $(TOOL_CFLAGS) -o $@ $(filter %.c,$^) -I$(PG_INCLUDEDIR) \

@@ -1,0 +1,354 @@
+-------------------------------------------------------------------------------
+-- HTTP: pgwa-http turns every request into one call of pgwa.http(); routing,
+-- authentication, validation and response shaping all happen here, so the
+-- whole HTTP surface can be tested from SQL.
+-------------------------------------------------------------------------------
+CREATE TYPE pgwa.http_response AS (status int, headers jsonb, body text);
+
+CREATE FUNCTION pgwa._reply(p_status int, p_body jsonb, p_headers jsonb DEFAULT '{}')
+RETURNS pgwa.http_response
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT ROW(p_status, '{"Content-Type": "application/json"}'::jsonb || p_headers,
+	           p_body::text)::pgwa.http_response
+$$;
+
+-- The JSON error body for a pgwa error (or any other) raised while serving.
+CREATE FUNCTION pgwa._error_reply(p_sqlstate text, p_message text, p_field text, p_detail text,
+                                  p_request_id text)
+RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_code   text;
+	v_status int;
+	v_err    jsonb;
+BEGIN
+	SELECT code, http_status INTO v_code, v_status FROM pgwa.error_codes WHERE sqlstate = p_sqlstate;
+	IF NOT FOUND THEN
+		IF p_sqlstate LIKE '22%' THEN
+			-- data exceptions (bad number, bad date...) come from client input
+			v_code := 'VALIDATION_FAILED';
+			v_status := 400;
+		ELSIF p_sqlstate IN ('57014', '55P03', '40001', '40P01', '53300') THEN
+			v_code := 'TEMPORARILY_UNAVAILABLE';
+			v_status := 503;
+			p_message := 'the request could not be served now; retry';
+		ELSE
+			-- Not the client's fault: log it, tell the client only the request id.
+			RAISE WARNING 'pgwa http: request % failed: % (SQLSTATE %)', p_request_id, p_message, p_sqlstate;
+			v_code := 'INTERNAL';
+			v_status := 500;
+			p_message := 'internal error';
+			p_detail := NULL;
+			p_field := NULL;
+		END IF;
+	END IF;
+	v_err := jsonb_build_object('code', v_code, 'message', p_message);
+	IF coalesce(p_field, '') <> '' THEN
+		v_err := v_err || jsonb_build_object('field', p_field);
+	END IF;
+	IF coalesce(p_detail, '') <> '' THEN
+		v_err := v_err || jsonb_build_object('detail', p_detail);
+	END IF;
+	IF p_request_id IS NOT NULL THEN
+		v_err := v_err || jsonb_build_object('request_id', p_request_id);
+	END IF;
+	RETURN pgwa._reply(v_status, jsonb_build_object('error', v_err),
+	                   CASE WHEN v_status = 401 THEN '{"WWW-Authenticate": "Bearer"}'::jsonb
+	                        ELSE '{}'::jsonb END);
+END $$;
+
+CREATE FUNCTION pgwa._uuid_or_null(p text) RETURNS uuid
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF p ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+		RETURN p::uuid;
+	END IF;
+	RETURN NULL;
+END $$;
+
+-- The body as a JSON object, or a 400 naming what is wrong.
+CREATE FUNCTION pgwa._json_body(p_body text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	v jsonb;
+BEGIN
+	IF p_body IS NULL OR btrim(p_body) = '' THEN
+		PERFORM pgwa._raise('PW400', 'a JSON object body is required', 'body');
+	END IF;
+	BEGIN
+		v := p_body::jsonb;
+	EXCEPTION WHEN others THEN
+		PERFORM pgwa._raise('PW400', 'the body is not valid JSON', 'body');
+	END;
+	IF jsonb_typeof(v) <> 'object' THEN
+		PERFORM pgwa._raise('PW400', 'the body must be a JSON object', 'body');
+	END IF;
+	RETURN v;
+END $$;
+
+-- A string member of a JSON object (NULL when absent), or a 400 naming it.
+CREATE FUNCTION pgwa._json_string(p_obj jsonb, p_key text, p_required boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF p_obj->p_key IS NULL OR jsonb_typeof(p_obj->p_key) = 'null' THEN
+		IF p_required THEN
+			PERFORM pgwa._raise('PW400', format('%s is required', p_key), p_key);
+		END IF;
+		RETURN NULL;
+	END IF;
+	IF jsonb_typeof(p_obj->p_key) <> 'string' THEN
+		PERFORM pgwa._raise('PW400', format('%s must be a string', p_key), p_key);
+	END IF;
+	RETURN p_obj->>p_key;
+END $$;
+
+-- The caller behind the presented key: X-API-Key first, then
+-- Authorization: Bearer, then the legacy X-Authorization raw token.
+CREATE FUNCTION pgwa._http_caller(p_headers jsonb, OUT tenant_id uuid, OUT role text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	v_key text := p_headers->>'x-api-key';
+BEGIN
+	IF v_key IS NULL AND p_headers->>'authorization' ~* '^bearer\s+' THEN
+		v_key := regexp_replace(p_headers->>'authorization', '^[Bb][Ee][Aa][Rr][Ee][Rr]\s+', '');
+	END IF;
+	IF v_key IS NULL THEN
+		v_key := p_headers->>'x-authorization';
+	END IF;
+	IF v_key IS NULL OR btrim(v_key) = '' THEN
+		PERFORM pgwa._raise('PW401', 'an API key is required (X-API-Key or Authorization: Bearer)');
+	END IF;
+	SELECT a.tenant_id, a.role INTO tenant_id, role FROM pgwa.authenticate(btrim(v_key)) a;
+	IF NOT FOUND THEN
+		PERFORM pgwa._raise('PW401', 'the API key is not valid');
+	END IF;
+END $$;
+
+CREATE FUNCTION pgwa._require_tenant(p_headers jsonb) RETURNS uuid
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	c record;
+BEGIN
+	c := pgwa._http_caller(p_headers);
+	IF c.role <> 'tenant' THEN
+		PERFORM pgwa._raise('PW403', 'this route needs a tenant API key');
+	END IF;
+	RETURN c.tenant_id;
+END $$;
+
+CREATE FUNCTION pgwa._require_admin(p_headers jsonb) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	IF (pgwa._http_caller(p_headers)).role <> 'admin' THEN
+		PERFORM pgwa._raise('PW403', 'this route needs an admin API key');
+	END IF;
+END $$;
+
+-- The tenant's instance named in the path; another tenant's is not found.
+CREATE FUNCTION pgwa._tenant_instance(p_tenant uuid, p_id text) RETURNS uuid
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	v uuid;
+BEGIN
+	SELECT i.id INTO v FROM pgwa.instances i
+	WHERE i.id = pgwa._uuid_or_null(p_id) AND i.tenant_id = p_tenant;
+	IF v IS NULL THEN
+		PERFORM pgwa._raise('PW404', 'instance not found', 'instance_id');
+	END IF;
+	RETURN v;
+END $$;
+
+-------------------------------------------------------------------------------
+-- Handlers
+-------------------------------------------------------------------------------
+CREATE FUNCTION pgwa._http_healthz() RETURNS pgwa.http_response
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	m record;
+	v_pid int := pgwa.dispatcher_pid();
+	v_status text;
+	v_metrics jsonb;
+BEGIN
+	SELECT * INTO m FROM pgwa.mode();
+	SELECT jsonb_build_object(
+		'instances', (SELECT count(*) FROM pgwa.instances),
+		'instancesDisconnected', (SELECT count(*) FROM pgwa.instance_state WHERE connection_state = 'disconnected'),
+		'inFlight', (SELECT count(*) FROM pgwa.instance_state WHERE inflight_seq IS NOT NULL),
+		'backlog', (SELECT count(*) FROM pgwa.outbox WHERE status IN ('queued', 'scheduled', 'failed')))
+	INTO v_metrics;
+	v_status := CASE WHEN m.mode = 'disabled' THEN 'disabled'
+	                 WHEN v_pid IS NULL THEN 'degraded'
+	                 ELSE 'ok' END;
+	RETURN pgwa._reply(CASE WHEN v_status = 'degraded' THEN 503 ELSE 200 END, jsonb_build_object(
+		'status', v_status,
+		'database', 'ok',
+		'dispatcher', jsonb_build_object('running', v_pid IS NOT NULL, 'pid', v_pid),
+		'whatsapp', jsonb_build_object('runtime', jsonb_build_object(
+			'mode', m.raw_mode, 'effectiveMode', m.mode, 'transport', 'http',
+			'status', v_status, 'disabled', m.mode = 'disabled', 'metrics', v_metrics))));
+END $$;
+
+CREATE FUNCTION pgwa._http_create_tenant(p_headers jsonb, p_body text) RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	b jsonb;
+	t record;
+BEGIN
+	PERFORM pgwa._require_admin(p_headers);
+	b := pgwa._json_body(p_body);
+	SELECT * INTO t FROM pgwa.create_tenant(pgwa._json_string(b, 'name', true));
+	RETURN pgwa._reply(201, jsonb_build_object('id', t.tenant_id, 'name', b->>'name',
+	                                           'api_key', t.api_key));
+END $$;
+
+CREATE FUNCTION pgwa._http_create_instance(p_tenant uuid, p_body text) RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	b jsonb := pgwa._json_body(p_body);
+	v_id uuid;
+	v_options jsonb;
+BEGIN
+	v_options := jsonb_strip_nulls(jsonb_build_object(
+		'broker_instance_id', pgwa._json_string(b, 'broker_instance_id'),
+		'delay_min_ms', b->'delay_min_ms', 'delay_max_ms', b->'delay_max_ms',
+		'max_attempts', b->'max_attempts', 'settings', b->'settings'));
+	v_id := pgwa.create_instance(p_tenant, pgwa._json_string(b, 'name', true),
+	                             coalesce(pgwa._json_string(b, 'provider'), 'broker'),
+	                             pgwa._json_string(b, 'base_url'),
+	                             pgwa._json_string(b, 'api_key'), v_options);
+	RETURN pgwa._reply(201, pgwa.instance_json(v_id),
+	                   jsonb_build_object('Location', '/v1/instances/' || v_id));
+END $$;
+
+CREATE FUNCTION pgwa._http_send(p_instance uuid, p_headers jsonb, p_body text)
+RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	b jsonb := pgwa._json_body(p_body);
+	e record;
+BEGIN
+	SELECT * INTO e FROM pgwa.enqueue(p_instance, b, p_headers->>'idempotency-key');
+	RETURN pgwa._reply(CASE WHEN e.created THEN 202 ELSE 200 END,
+		jsonb_build_object('message_id', e.message_id, 'status', e.status, 'seq', e.seq,
+		                   'scheduled_for', e.scheduled_for),
+		CASE WHEN e.created THEN jsonb_build_object('Location', '/v1/messages/' || e.message_id)
+		     ELSE '{"Idempotent-Replayed": "true"}'::jsonb END);
+END $$;
+
+CREATE FUNCTION pgwa._http_set_connection(p_instance uuid, p_body text) RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	b jsonb := pgwa._json_body(p_body);
+BEGIN
+	PERFORM pgwa.set_connection_state(p_instance, pgwa._json_string(b, 'state', true));
+	RETURN pgwa._reply(200, pgwa.instance_json(p_instance));
+END $$;
+
+CREATE FUNCTION pgwa._http_get_message(p_tenant uuid, p_id text) RETURNS pgwa.http_response
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	v jsonb;
+BEGIN
+	SELECT pgwa.message_json(o.id) INTO v FROM pgwa.outbox o
+	WHERE o.id = pgwa._uuid_or_null(p_id) AND o.tenant_id = p_tenant;
+	IF v IS NULL THEN
+		PERFORM pgwa._raise('PW404', 'message not found', 'message_id');
+	END IF;
+	RETURN pgwa._reply(200, v);
+END $$;
+
+CREATE FUNCTION pgwa._http_list_instances(p_tenant uuid) RETURNS pgwa.http_response
+LANGUAGE sql STABLE AS $$
+	SELECT pgwa._reply(200, jsonb_build_object('instances', coalesce(jsonb_agg(pgwa.instance_json(i.id)
+	                                                              ORDER BY i.created_at, i.id), '[]')))
+	FROM pgwa.instances i WHERE i.tenant_id = p_tenant
+$$;
+
+-------------------------------------------------------------------------------
+-- The router
+-------------------------------------------------------------------------------
+CREATE FUNCTION pgwa._route(p_method text, p_seg text[], p_query jsonb, p_headers jsonb, p_body text)
+RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	n int := coalesce(array_length(p_seg, 1), 0);
+	v_tenant uuid;
+	v_allowed text;
+BEGIN
+	IF n = 1 AND p_seg[1] = 'healthz' THEN
+		v_allowed := 'GET';
+		IF p_method IN ('GET', 'HEAD') THEN
+			RETURN pgwa._http_healthz();
+		END IF;
+	ELSIF n >= 2 AND p_seg[1] = 'v1' THEN
+		IF n = 2 AND p_seg[2] = 'tenants' THEN
+			v_allowed := 'POST';
+			IF p_method = 'POST' THEN
+				RETURN pgwa._http_create_tenant(p_headers, p_body);
+			END IF;
+		ELSIF p_seg[2] = 'instances' THEN
+			v_tenant := pgwa._require_tenant(p_headers);
+			IF n = 2 THEN
+				v_allowed := 'GET, POST';
+				IF p_method = 'POST' THEN
+					RETURN pgwa._http_create_instance(v_tenant, p_body);
+				ELSIF p_method = 'GET' THEN
+					RETURN pgwa._http_list_instances(v_tenant);
+				END IF;
+			ELSIF n = 3 THEN
+				v_allowed := 'GET';
+				IF p_method = 'GET' THEN
+					RETURN pgwa._reply(200, pgwa.instance_json(pgwa._tenant_instance(v_tenant, p_seg[3])));
+				END IF;
+			ELSIF n = 4 AND p_seg[4] = 'messages' THEN
+				v_allowed := 'POST';
+				IF p_method = 'POST' THEN
+					RETURN pgwa._http_send(pgwa._tenant_instance(v_tenant, p_seg[3]), p_headers, p_body);
+				END IF;
+			ELSIF n = 4 AND p_seg[4] = 'connection' THEN
+				v_allowed := 'PUT';
+				IF p_method IN ('PUT', 'POST') THEN
+					RETURN pgwa._http_set_connection(pgwa._tenant_instance(v_tenant, p_seg[3]), p_body);
+				END IF;
+			END IF;
+		ELSIF n = 3 AND p_seg[2] = 'messages' THEN
+			v_tenant := pgwa._require_tenant(p_headers);
+			v_allowed := 'GET';
+			IF p_method = 'GET' THEN
+				RETURN pgwa._http_get_message(v_tenant, p_seg[3]);
+			END IF;
+		END IF;
+	END IF;
+
+	IF v_allowed IS NULL THEN
+		PERFORM pgwa._raise('PW404', format('no route for %s %s', p_method,
+		                                    '/' || array_to_string(p_seg, '/')));
+	END IF;
+	RETURN pgwa._reply(405, jsonb_build_object('error', jsonb_build_object(
+		'code', 'METHOD_NOT_ALLOWED', 'message', format('%s is not allowed here', p_method))),
+		jsonb_build_object('Allow', v_allowed));
+END $$;
+
+-- The single entry point of pgwa-http.
+CREATE FUNCTION pgwa.http(p_method text, p_path text, p_query jsonb DEFAULT '{}',
+                          p_headers jsonb DEFAULT '{}', p_body text DEFAULT NULL)
+RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_seg text[] := array_remove(string_to_array(p_path, '/'), '');
+	r pgwa.http_response;
+	v_state text;
+	v_message text;
+	v_field text;
+	v_detail text;
+BEGIN
+	BEGIN
+		r := pgwa._route(upper(p_method), v_seg, coalesce(p_query, '{}'), coalesce(p_headers, '{}'), p_body);
+	EXCEPTION WHEN others THEN
+		GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+		                        v_field = COLUMN_NAME, v_detail = PG_EXCEPTION_DETAIL;
+		r := pgwa._error_reply(v_state, v_message, v_field, v_detail, p_headers->>'x-request-id');
+	END;
+	RETURN r;
+END $$;
