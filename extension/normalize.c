@@ -126,7 +126,8 @@ copy_url(json_t *out, json_t *in, const char *key, const char *field, bool requi
 		json_object_set_new(out, key, json_string(s));
 }
 
-static double
+/* A number in [min, max], returned as written (no re-rounding). */
+static json_t *
 get_number(json_t *obj, const char *key, const char *field, double min, double max)
 {
 	json_t	   *v = json_object_get(obj, key);
@@ -139,7 +140,7 @@ get_number(json_t *obj, const char *key, const char *field, double min, double m
 	d = json_number_value(v);
 	if (!(d >= min && d <= max))
 		invalid(field, "%s must be between %g and %g", field, min, max);
-	return d;
+	return v;
 }
 
 /* Optional integer in [min, max]; integral reals (3.0) are accepted. */
@@ -252,10 +253,8 @@ normalize_location(json_t *out, json_t *in)
 	json_t	   *loc = get_object(in, "location", "location", true);
 	json_t	   *o = json_object();
 
-	json_object_set_new(o, "latitude",
-						json_real(get_number(loc, "latitude", "location.latitude", -90, 90)));
-	json_object_set_new(o, "longitude",
-						json_real(get_number(loc, "longitude", "location.longitude", -180, 180)));
+	json_object_set(o, "latitude", get_number(loc, "latitude", "location.latitude", -90, 90));
+	json_object_set(o, "longitude", get_number(loc, "longitude", "location.longitude", -180, 180));
 	copy_string(o, loc, "name", "location.name", false, 0, 1000);
 	copy_string(o, loc, "address", "location.address", false, 0, 1000);
 	json_object_set_new(out, "location", o);
@@ -271,10 +270,10 @@ normalize_template(json_t *out, json_t *in)
 
 	copy_string(o, tpl, "name", "template.name", true, 1, 512);
 	/* Cloud API writes language as {"code": "pt_BR"}; accept both shapes. */
-	if (json_is_object(lang))
-		copy_string(o, lang, "code", "template.language", true, 2, 15);
-	else
-		copy_string(o, tpl, "language", "template.language", true, 2, 15);
+	json_object_set_new(o, "language",
+						json_string(json_is_object(lang)
+									? get_string(lang, "code", "template.language", true, 2, 15)
+									: get_string(tpl, "language", "template.language", true, 2, 15)));
 	if (components != NULL && !json_is_null(components))
 	{
 		if (!json_is_array(components))
@@ -444,6 +443,6 @@ pgwa_normalize_message(PG_FUNCTION_ARGS)
 	if (parsed == NULL)
 		invalid("message", "the message could not be read: %s", err.text);
 	out = normalize(parsed);
-	dumped = json_dumps(out, JSON_COMPACT);
+	dumped = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(dumped)));
 }

@@ -1,0 +1,80 @@
+# test/e2e/lib.sh: helpers for end-to-end tests. Each check prints one TAP
+# line ("ok - ..." or "not ok - ..."); run_suite.sh counts them.
+# Environment: PGWA_URL, MOCK_URL, PGWA_ADMIN_KEY, libpq variables.
+set -u
+E2E_TMP=$(mktemp -d)
+trap 'rm -rf "$E2E_TMP"' EXIT
+
+# req METHOD PATH [BODY] [API_KEY] [extra curl args...]: sets STATUS, BODY, HEADERS
+req() {
+	local method=$1 path=$2 body=${3:-} key=${4:-}
+	shift 4 2>/dev/null || shift $#
+	local args=(-s -o "$E2E_TMP/body" -D "$E2E_TMP/headers" -w '%{http_code}' -X "$method"
+		--max-time 30 "$PGWA_URL$path")
+	[ -n "$key" ] && args+=(-H "X-API-Key: $key")
+	[ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+	STATUS=$(curl "${args[@]}" "$@")
+	BODY=$(cat "$E2E_TMP/body")
+	HEADERS=$(tr -d '\r' < "$E2E_TMP/headers")
+}
+
+# j FILTER: jq over the last response body
+j() { printf '%s' "$BODY" | jq -r "$1" 2>/dev/null; }
+
+is() {
+	if [ "$1" == "$2" ]; then
+		echo "ok - $3"
+	else
+		echo "not ok - $3"
+		echo "#   got:      '$1'"
+		echo "#   expected: '$2'"
+	fi
+}
+
+# ok DESCRIPTION COMMAND...: passes when COMMAND succeeds
+ok() {
+	local desc=$1
+	shift
+	if "$@" >/dev/null 2>&1; then echo "ok - $desc"; else echo "not ok - $desc"; fi
+}
+
+# mock PATH [METHOD] [BODY]: talk to the mock broker's control API
+mock() {
+	local path=$1 method=${2:-GET} body=${3:-}
+	if [ -n "$body" ]; then
+		curl -s -X "$method" -H 'Content-Type: application/json' --data-binary "$body" "$MOCK_URL$path"
+	else
+		curl -s -X "$method" "$MOCK_URL$path"
+	fi
+}
+
+# wait_for SECONDS COMMAND...: polls COMMAND every 50 ms until it succeeds
+wait_for() {
+	local deadline=$(( $(date +%s%N) + $1 * 1000000000 ))
+	shift
+	while [ "$(date +%s%N)" -lt "$deadline" ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+sql() { psql -X -qtA -v ON_ERROR_STOP=1 -c "$1"; }
+
+# new_tenant NAME: prints the new tenant's API key
+new_tenant() {
+	req POST /v1/tenants "{\"name\":\"$1\"}" "$PGWA_ADMIN_KEY"
+	j .api_key
+}
+
+# new_instance KEY NAME [EXTRA_JSON]: prints the new instance's id (mock broker, no pacing)
+new_instance() {
+	local extra=${3:-}
+	req POST /v1/instances "{\"name\":\"$2\",\"provider\":\"broker\",\"base_url\":\"$MOCK_URL\",\"api_key\":\"broker-secret-$2\",\"delay_min_ms\":0,\"delay_max_ms\":0${extra:+,$extra}}" "$1"
+	j .id
+}
+
+message_status() {
+	req GET "/v1/messages/$2" "" "$1"
+	j .status
+}
