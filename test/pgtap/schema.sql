@@ -1,7 +1,7 @@
 -- Schema invariants: distribution keys in primary keys, hashed keys only,
 -- the public API's signatures, and the error-code table.
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 SELECT has_schema('pgwa');
 SELECT has_table('pgwa', t, 'table pgwa.' || t || ' exists')
