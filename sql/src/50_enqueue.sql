@@ -34,7 +34,14 @@ BEGIN
 	v_hash := sha256(convert_to(v_msg::text, 'UTF8'));
 
 	IF v_msg ? 'scheduledFor' THEN
-		v_sched := (v_msg->>'scheduledFor')::timestamptz;
+		BEGIN
+			v_sched := (v_msg->>'scheduledFor')::timestamptz;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+			PERFORM pgwa._raise('PW400', 'scheduledFor must be an ISO 8601 timestamp', 'scheduledFor');
+		END;
+		IF v_sched IS NULL OR NOT isfinite(v_sched) THEN
+			PERFORM pgwa._raise('PW400', 'scheduledFor must be an ISO 8601 timestamp', 'scheduledFor');
+		END IF;
 		IF v_sched <= now() THEN
 			PERFORM pgwa._raise('PW400', 'scheduledFor must be in the future', 'scheduledFor');
 		ELSIF v_sched > now() + interval '90 days' THEN

@@ -162,33 +162,6 @@ END $$;
 -------------------------------------------------------------------------------
 -- Handlers
 -------------------------------------------------------------------------------
-CREATE FUNCTION pgwa._http_healthz() RETURNS pgwa.http_response
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-	m record;
-	v_pid int := pgwa.dispatcher_pid();
-	v_status text;
-	v_metrics jsonb;
-BEGIN
-	SELECT * INTO m FROM pgwa.mode();
-	SELECT jsonb_build_object(
-		'instances', (SELECT count(*) FROM pgwa.instances),
-		'instancesDisconnected', (SELECT count(*) FROM pgwa.instance_state WHERE connection_state = 'disconnected'),
-		'inFlight', (SELECT count(*) FROM pgwa.instance_state WHERE inflight_seq IS NOT NULL),
-		'backlog', (SELECT count(*) FROM pgwa.outbox WHERE status IN ('queued', 'scheduled', 'failed')))
-	INTO v_metrics;
-	v_status := CASE WHEN m.mode = 'disabled' THEN 'disabled'
-	                 WHEN v_pid IS NULL THEN 'degraded'
-	                 ELSE 'ok' END;
-	RETURN pgwa._reply(CASE WHEN v_status = 'degraded' THEN 503 ELSE 200 END, jsonb_build_object(
-		'status', v_status,
-		'database', 'ok',
-		'dispatcher', jsonb_build_object('running', v_pid IS NOT NULL, 'pid', v_pid),
-		'whatsapp', jsonb_build_object('runtime', jsonb_build_object(
-			'mode', m.raw_mode, 'effectiveMode', m.mode, 'transport', 'http',
-			'status', v_status, 'disabled', m.mode = 'disabled', 'metrics', v_metrics))));
-END $$;
-
 CREATE FUNCTION pgwa._http_create_tenant(p_headers jsonb, p_body text) RETURNS pgwa.http_response
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -266,89 +239,61 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -------------------------------------------------------------------------------
--- The router
+-- The router. _route dispatches on the first path segment to one sub-router
+-- per area (each in its own file); a sub-router returns NULL when no route of
+-- its own matches, and pgwa._not_allowed() for a known path with another method.
 -------------------------------------------------------------------------------
-CREATE FUNCTION pgwa._route(p_method text, p_seg text[], p_query jsonb, p_headers jsonb, p_body text)
+CREATE FUNCTION pgwa._not_allowed(p_method text, p_allowed text) RETURNS pgwa.http_response
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT pgwa._reply(405, jsonb_build_object('error', jsonb_build_object(
+		'code', 'METHOD_NOT_ALLOWED', 'message', format('%s is not allowed here', p_method))),
+		jsonb_build_object('Allow', p_allowed))
+$$;
+
+-- /v1/...: pgwa's own API.
+CREATE FUNCTION pgwa._route_v1(p_method text, p_seg text[], p_query jsonb, p_headers jsonb, p_body text)
 RETURNS pgwa.http_response
 LANGUAGE plpgsql AS $$
 DECLARE
 	n int := coalesce(array_length(p_seg, 1), 0);
 	v_tenant uuid;
-	v_allowed text;
 BEGIN
-	IF n = 1 AND p_seg[1] = 'healthz' THEN
-		v_allowed := 'GET';
-		IF p_method IN ('GET', 'HEAD') THEN
-			RETURN pgwa._http_healthz();
+	IF n = 2 AND p_seg[2] = 'tenants' THEN
+		IF p_method = 'POST' THEN
+			RETURN pgwa._http_create_tenant(p_headers, p_body);
 		END IF;
-	ELSIF n >= 2 AND p_seg[1] = 'v1' THEN
-		IF n = 2 AND p_seg[2] = 'tenants' THEN
-			v_allowed := 'POST';
+		RETURN pgwa._not_allowed(p_method, 'POST');
+	ELSIF p_seg[2] = 'instances' THEN
+		v_tenant := pgwa._require_tenant(p_headers);
+		IF n = 2 THEN
 			IF p_method = 'POST' THEN
-				RETURN pgwa._http_create_tenant(p_headers, p_body);
+				RETURN pgwa._http_create_instance(v_tenant, p_body);
+			ELSIF p_method = 'GET' THEN
+				RETURN pgwa._http_list_instances(v_tenant);
 			END IF;
-		ELSIF p_seg[2] = 'instances' THEN
-			v_tenant := pgwa._require_tenant(p_headers);
-			IF n = 2 THEN
-				v_allowed := 'GET, POST';
-				IF p_method = 'POST' THEN
-					RETURN pgwa._http_create_instance(v_tenant, p_body);
-				ELSIF p_method = 'GET' THEN
-					RETURN pgwa._http_list_instances(v_tenant);
-				END IF;
-			ELSIF n = 3 THEN
-				v_allowed := 'GET';
-				IF p_method = 'GET' THEN
-					RETURN pgwa._reply(200, pgwa.instance_json(pgwa._tenant_instance(v_tenant, p_seg[3])));
-				END IF;
-			ELSIF n = 4 AND p_seg[4] = 'messages' THEN
-				v_allowed := 'POST';
-				IF p_method = 'POST' THEN
-					RETURN pgwa._http_send(pgwa._tenant_instance(v_tenant, p_seg[3]), p_headers, p_body);
-				END IF;
-			ELSIF n = 4 AND p_seg[4] = 'connection' THEN
-				v_allowed := 'PUT';
-				IF p_method IN ('PUT', 'POST') THEN
-					RETURN pgwa._http_set_connection(pgwa._tenant_instance(v_tenant, p_seg[3]), p_body);
-				END IF;
-			END IF;
-		ELSIF n = 3 AND p_seg[2] = 'messages' THEN
-			v_tenant := pgwa._require_tenant(p_headers);
-			v_allowed := 'GET';
+			RETURN pgwa._not_allowed(p_method, 'GET, POST');
+		ELSIF n = 3 THEN
 			IF p_method = 'GET' THEN
-				RETURN pgwa._http_get_message(v_tenant, p_seg[3]);
+				RETURN pgwa._reply(200, pgwa.instance_json(pgwa._tenant_instance(v_tenant, p_seg[3])));
 			END IF;
+			RETURN pgwa._not_allowed(p_method, 'GET');
+		ELSIF n = 4 AND p_seg[4] = 'messages' THEN
+			IF p_method = 'POST' THEN
+				RETURN pgwa._http_send(pgwa._tenant_instance(v_tenant, p_seg[3]), p_headers, p_body);
+			END IF;
+			RETURN pgwa._not_allowed(p_method, 'POST');
+		ELSIF n = 4 AND p_seg[4] = 'connection' THEN
+			IF p_method IN ('PUT', 'POST') THEN
+				RETURN pgwa._http_set_connection(pgwa._tenant_instance(v_tenant, p_seg[3]), p_body);
+			END IF;
+			RETURN pgwa._not_allowed(p_method, 'PUT');
 		END IF;
+	ELSIF n = 3 AND p_seg[2] = 'messages' THEN
+		v_tenant := pgwa._require_tenant(p_headers);
+		IF p_method = 'GET' THEN
+			RETURN pgwa._http_get_message(v_tenant, p_seg[3]);
+		END IF;
+		RETURN pgwa._not_allowed(p_method, 'GET');
 	END IF;
-
-	IF v_allowed IS NULL THEN
-		PERFORM pgwa._raise('PW404', format('no route for %s %s', p_method,
-		                                    '/' || array_to_string(p_seg, '/')));
-	END IF;
-	RETURN pgwa._reply(405, jsonb_build_object('error', jsonb_build_object(
-		'code', 'METHOD_NOT_ALLOWED', 'message', format('%s is not allowed here', p_method))),
-		jsonb_build_object('Allow', v_allowed));
-END $$;
-
--- The single entry point of pgwa-http.
-CREATE FUNCTION pgwa.http(p_method text, p_path text, p_query jsonb DEFAULT '{}',
-                          p_headers jsonb DEFAULT '{}', p_body text DEFAULT NULL)
-RETURNS pgwa.http_response
-LANGUAGE plpgsql AS $$
-DECLARE
-	v_seg text[] := array_remove(string_to_array(p_path, '/'), '');
-	r pgwa.http_response;
-	v_state text;
-	v_message text;
-	v_field text;
-	v_detail text;
-BEGIN
-	BEGIN
-		r := pgwa._route(upper(p_method), v_seg, coalesce(p_query, '{}'), coalesce(p_headers, '{}'), p_body);
-	EXCEPTION WHEN others THEN
-		GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
-		                        v_field = COLUMN_NAME, v_detail = PG_EXCEPTION_DETAIL;
-		r := pgwa._error_reply(v_state, v_message, v_field, v_detail, p_headers->>'x-request-id');
-	END;
-	RETURN r;
+	RETURN NULL;
 END $$;

@@ -1,0 +1,45 @@
+-------------------------------------------------------------------------------
+-- The main router and the entry point of pgwa-http. Each area's sub-router
+-- lives in its own file (70_http.sql for /v1, 72_http_ops.sql, ...).
+-------------------------------------------------------------------------------
+CREATE FUNCTION pgwa._route(p_method text, p_seg text[], p_query jsonb, p_headers jsonb, p_body text)
+RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	r pgwa.http_response;
+BEGIN
+	CASE p_seg[1]
+		WHEN 'v1' THEN
+			r := pgwa._route_v1(p_method, p_seg, p_query, p_headers, p_body);
+		ELSE
+			r := pgwa._route_ops(p_method, p_seg, p_query, p_headers, p_body);
+	END CASE;
+	IF r IS NULL THEN
+		PERFORM pgwa._raise('PW404', format('no route for %s %s', p_method,
+		                                    '/' || array_to_string(p_seg, '/')));
+	END IF;
+	RETURN r;
+END $$;
+
+-- The single entry point of pgwa-http.
+CREATE FUNCTION pgwa.http(p_method text, p_path text, p_query jsonb DEFAULT '{}',
+                          p_headers jsonb DEFAULT '{}', p_body text DEFAULT NULL)
+RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_seg text[] := array_remove(string_to_array(p_path, '/'), '');
+	r pgwa.http_response;
+	v_state text;
+	v_message text;
+	v_field text;
+	v_detail text;
+BEGIN
+	BEGIN
+		r := pgwa._route(upper(p_method), v_seg, coalesce(p_query, '{}'), coalesce(p_headers, '{}'), p_body);
+	EXCEPTION WHEN others THEN
+		GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+		                        v_field = COLUMN_NAME, v_detail = PG_EXCEPTION_DETAIL;
+		r := pgwa._error_reply(v_state, v_message, v_field, v_detail, p_headers->>'x-request-id');
+	END;
+	RETURN r;
+END $$;
