@@ -1,0 +1,626 @@
+/*
+ * request.c
+ *		From an HTTP request to a pgwa.http() call and back.
+ *
+ * libmicrohttpd calls request_handler() several times per request: once
+ * when the headers are in, once per chunk of body, and a last time with no
+ * data.  The first call checks what can be refused up front, the middle
+ * ones accumulate the body under the size limit, the last one dispatches.
+ * The front applies no business rules: routing, auth, validation and error
+ * shaping all live in the SQL function.
+ */
+#define _GNU_SOURCE				/* asprintf */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "db.h"
+#include "log.h"
+#include "request.h"
+#include "text.h"
+
+#define REQUEST_ID_MAX	64
+#define BODY_PREALLOC_MAX	65536
+#define DRAIN_MAX	(1024 * 1024)
+
+struct request
+{
+	struct timespec started;
+	char		request_id[REQUEST_ID_MAX + 1];
+	char	   *method;
+	char	   *path;			/* as decoded by libmicrohttpd, made UTF-8 */
+	char	   *body;
+	size_t		body_len;
+	size_t		body_cap;
+	size_t		bytes_in;		/* body bytes received, kept or not */
+	bool		too_large;
+	bool		responded;
+	unsigned int status;
+	size_t		bytes_out;
+};
+
+static size_t max_body_size;
+static atomic_bool shutting_down;
+static atomic_uint in_flight;
+
+void
+request_init(size_t max_body)
+{
+	max_body_size = max_body;
+}
+
+/* From now on responses ask clients to close, so keep-alive ends cleanly. */
+void
+request_begin_shutdown(void)
+{
+	atomic_store(&shutting_down, true);
+}
+
+/* Requests that have started and whose completion was not yet reported. */
+unsigned int
+request_in_flight(void)
+{
+	return atomic_load(&in_flight);
+}
+
+/* ---------- request ids ---------- */
+
+static bool
+request_id_is_sane(const char *id)
+{
+	size_t		len = strlen(id);
+
+	if (len == 0 || len > REQUEST_ID_MAX)
+		return false;
+	return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				  "0123456789._-") == len;
+}
+
+static void
+new_request_id(char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	static _Thread_local unsigned long long fallback;
+	unsigned char raw[8];
+
+	if (getrandom(raw, sizeof(raw), GRND_NONBLOCK) != (ssize_t) sizeof(raw))
+	{
+		/* only unique, not unpredictable: good enough for correlation */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		fallback += (unsigned long long) ts.tv_nsec ^ ((unsigned long long) ts.tv_sec << 30);
+		fallback = fallback * 6364136223846793005ULL + 1442695040888963407ULL;
+		memcpy(raw, &fallback, sizeof(raw));
+	}
+	for (int i = 0; i < 8; i++)
+	{
+		out[2 * i] = hex[raw[i] >> 4];
+		out[2 * i + 1] = hex[raw[i] & 0x0F];
+	}
+	out[16] = '\0';
+}
+
+/* ---------- responses ---------- */
+
+static enum MHD_Result
+queue_reply(struct MHD_Connection *conn, struct request *req,
+			unsigned int status, struct MHD_Response *resp,
+			bool has_content_type, size_t body_len)
+{
+	enum MHD_Result ret;
+
+	if (!has_content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+								"application/json");
+	MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+	if (atomic_load(&shutting_down))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	if (ret == MHD_YES)
+	{
+		req->responded = true;
+		req->status = status;
+		req->bytes_out = strcmp(req->method, MHD_HTTP_METHOD_HEAD) == 0 ? 0 : body_len;
+	}
+	return ret;
+}
+
+/* Answer with the front's own {"error":{...}} body. */
+static enum MHD_Result
+queue_error(struct MHD_Connection *conn, struct request *req,
+			unsigned int status, const char *code, const char *message)
+{
+	struct MHD_Response *resp;
+	char	   *body;
+	int			len;
+
+	len = asprintf(&body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+				   code, message);
+	if (len < 0)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer((size_t) len, body,
+										   MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL)
+	{
+		free(body);
+		return MHD_NO;
+	}
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	return queue_reply(conn, req, status, resp, false, (size_t) len);
+}
+
+static enum MHD_Result
+queue_too_large(struct MHD_Connection *conn, struct request *req)
+{
+	char		message[64];
+
+	snprintf(message, sizeof(message), "request body exceeds %zu bytes",
+			 max_body_size);
+	return queue_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE,
+					   "PAYLOAD_TOO_LARGE", message);
+}
+
+static bool
+is_header_token(const char *s)
+{
+	size_t		len = strlen(s);
+
+	return len > 0 &&
+		strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			   "0123456789!#$%&'*+-.^_`|~") == len;
+}
+
+static bool
+is_header_value(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (((unsigned char) *s < 0x20 && *s != '\t') || *s == 0x7F)
+			return false;
+	return true;
+}
+
+/*
+ * Copy the function's response headers onto resp.  Headers the front owns
+ * or that would break framing are skipped and logged; a bad header is a
+ * bug in the SQL side, not a reason to fail the response.
+ */
+static bool
+add_reply_headers(struct MHD_Response *resp, const char *headers_json,
+				  const char *request_id)
+{
+	json_t	   *obj;
+	const char *name;
+	json_t	   *value;
+	bool		has_content_type = false;
+
+	if (headers_json == NULL)
+		return false;
+	obj = json_loads(headers_json, 0, NULL);
+	if (!json_is_object(obj))
+	{
+		if (!json_is_null(obj))
+			log_error("request %s: pgwa.http headers are not a JSON object",
+					  request_id);
+		json_decref(obj);
+		return false;
+	}
+	json_object_foreach(obj, name, value)
+	{
+		char		num[32];
+		const char *text = NULL;
+
+		if (json_is_string(value))
+			text = json_string_value(value);
+		else if (json_is_integer(value))
+		{
+			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+					 json_integer_value(value));
+			text = num;
+		}
+		if (strcasecmp(name, "X-Request-Id") == 0)
+			continue;
+		if (text == NULL || !is_header_token(name) || !is_header_value(text) ||
+			MHD_add_response_header(resp, name, text) != MHD_YES)
+		{
+			log_error("request %s: ignoring response header \"%s\"",
+					  request_id, name);
+			continue;
+		}
+		if (strcasecmp(name, MHD_HTTP_HEADER_CONTENT_TYPE) == 0)
+			has_content_type = true;
+	}
+	json_decref(obj);
+	return has_content_type;
+}
+
+static enum MHD_Result
+queue_db_reply(struct MHD_Connection *conn, struct request *req,
+			   struct db_reply *reply)
+{
+	struct MHD_Response *resp;
+	bool		has_content_type;
+
+	resp = MHD_create_response_from_buffer(reply->body_len, reply->body,
+										   MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL)
+	{
+		free(reply->body);
+		free(reply->headers);
+		return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR,
+						   "INTERNAL", "internal error");
+	}
+	has_content_type = add_reply_headers(resp, reply->headers, req->request_id);
+	free(reply->headers);
+	return queue_reply(conn, req, reply->status, resp, has_content_type,
+					   reply->body_len);
+}
+
+/* ---------- building the call ---------- */
+
+/* Lowercased, UTF-8 copy of a header name. */
+static char *
+header_name(const char *key, size_t len)
+{
+	char	   *name = text_to_utf8(key, len);
+
+	if (name != NULL)
+		for (char *p = name; *p != '\0'; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p += 'a' - 'A';
+	return name;
+}
+
+/* Repeated headers are joined with ", " as HTTP allows. */
+static enum MHD_Result
+collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+			   size_t key_size, const char *value, size_t value_size)
+{
+	json_t	   *obj = cls;
+	char	   *name = header_name(key, key_size);
+	char	   *text = text_to_utf8(value != NULL ? value : "",
+									value != NULL ? value_size : 0);
+	json_t	   *prev;
+
+	(void) kind;
+	if (name == NULL || text == NULL)
+		goto done;
+	prev = json_object_get(obj, name);
+	if (prev != NULL)
+	{
+		char	   *joined;
+
+		if (asprintf(&joined, "%s, %s", json_string_value(prev), text) >= 0)
+		{
+			json_string_set_nocheck(prev, joined);
+			free(joined);
+		}
+	}
+	else
+		json_object_set_new_nocheck(obj, name, json_string_nocheck(text));
+done:
+	free(name);
+	free(text);
+	return MHD_YES;
+}
+
+/* A repeated query argument keeps its last value. */
+static enum MHD_Result
+collect_argument(void *cls, enum MHD_ValueKind kind, const char *key,
+				 size_t key_size, const char *value, size_t value_size)
+{
+	json_t	   *obj = cls;
+	char	   *name = text_to_utf8(key, key_size);
+	char	   *text = text_to_utf8(value != NULL ? value : "",
+									value != NULL ? value_size : 0);
+
+	(void) kind;
+	if (name != NULL && text != NULL)
+		json_object_set_new_nocheck(obj, name, json_string_nocheck(text));
+	free(name);
+	free(text);
+	return MHD_YES;
+}
+
+static char *
+query_json(struct MHD_Connection *conn)
+{
+	json_t	   *obj = json_object();
+	char	   *text;
+
+	if (obj == NULL)
+		return NULL;
+	MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND,
+								collect_argument, obj);
+	text = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	return text;
+}
+
+static void
+client_addr(struct MHD_Connection *conn, char *buf, size_t size)
+{
+	const union MHD_ConnectionInfo *info;
+	const struct sockaddr *sa;
+
+	buf[0] = '\0';
+	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (info == NULL || info->client_addr == NULL)
+		return;
+	sa = info->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr,
+				  buf, (socklen_t) size);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr,
+				  buf, (socklen_t) size);
+}
+
+/* Request headers, plus the two the front sets itself. */
+static char *
+headers_json(struct MHD_Connection *conn, const struct request *req)
+{
+	json_t	   *obj = json_object();
+	char		addr[INET6_ADDRSTRLEN];
+	char	   *text;
+
+	if (obj == NULL)
+		return NULL;
+	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, obj);
+	client_addr(conn, addr, sizeof(addr));
+	json_object_set_new_nocheck(obj, "x-request-id",
+								json_string_nocheck(req->request_id));
+	json_object_set_new_nocheck(obj, "x-pgwa-client-addr",
+								json_string_nocheck(addr));
+	text = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	return text;
+}
+
+/* ---------- handlers ---------- */
+
+/* The generic path: one call of pgwa.http() per request. */
+static enum MHD_Result
+call_pgwa_http(struct MHD_Connection *conn, struct request *req)
+{
+	struct db_call call = {.method = req->method,.path = req->path};
+	struct db_reply reply;
+	char	   *query;
+	char	   *headers;
+	db_status	st = DB_FAILED;
+
+	if (req->body_len > 0 && !text_is_utf8(req->body, req->body_len))
+		return queue_error(conn, req, MHD_HTTP_BAD_REQUEST, "INVALID_BODY",
+						   "request body must be UTF-8 text");
+
+	query = query_json(conn);
+	headers = headers_json(conn, req);
+	if (query != NULL && headers != NULL)
+	{
+		call.query = query;
+		call.headers = headers;
+		call.body = req->body_len > 0 ? req->body : NULL;
+		st = db_call_http(&call, &reply);
+	}
+	free(query);
+	free(headers);
+
+	switch (st)
+	{
+		case DB_OK:
+			return queue_db_reply(conn, req, &reply);
+		case DB_UNAVAILABLE:
+			return queue_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE,
+							   "DATABASE_UNAVAILABLE",
+							   "database is unavailable, retry later");
+		case DB_FAILED:
+			break;
+	}
+	return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR,
+					   "INTERNAL", "internal error");
+}
+
+/*
+ * Hand a fully received request to its handler.  Everything is served by
+ * pgwa.http() for now; routes the front has to serve itself (streams,
+ * uploads) belong here, ahead of the generic call.
+ */
+static enum MHD_Result
+dispatch(struct MHD_Connection *conn, struct request *req)
+{
+	return call_pgwa_http(conn, req);
+}
+
+static struct request *
+request_start(struct MHD_Connection *conn, const char *url, const char *method)
+{
+	struct request *req = calloc(1, sizeof(*req));
+	const char *id;
+
+	if (req == NULL)
+		return NULL;
+	clock_gettime(CLOCK_MONOTONIC, &req->started);
+	req->method = text_to_utf8(method, strlen(method));
+	req->path = text_to_utf8(url, strlen(url));
+	if (req->method == NULL || req->path == NULL)
+	{
+		free(req->method);
+		free(req->path);
+		free(req);
+		return NULL;
+	}
+	id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+	if (id != NULL && request_id_is_sane(id))
+		strcpy(req->request_id, id);
+	else
+		new_request_id(req->request_id);
+	atomic_fetch_add(&in_flight, 1);
+	return req;
+}
+
+/*
+ * Checks that need only the request line and headers.  A declared body
+ * over the limit is refused before any of it is read.
+ */
+static enum MHD_Result
+check_headers(struct MHD_Connection *conn, struct request *req)
+{
+	const char *cl;
+	unsigned long long declared;
+	char	   *end;
+
+	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+									 MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl == NULL)
+		return MHD_YES;
+	declared = strtoull(cl, &end, 10);
+	if (declared > max_body_size)
+	{
+		req->too_large = true;
+		return queue_too_large(conn, req);
+	}
+	/* size the buffer once, but do not let a bare header reserve much */
+	if (end != cl && declared > 0)
+	{
+		size_t		cap = declared < BODY_PREALLOC_MAX ? declared + 1 : BODY_PREALLOC_MAX;
+
+		req->body = malloc(cap);
+		if (req->body == NULL)
+			return MHD_NO;
+		req->body_cap = cap;
+	}
+	return MHD_YES;
+}
+
+/* Keep a chunk of body; false once the limit is crossed. */
+static bool
+body_append(struct request *req, const char *data, size_t size)
+{
+	req->bytes_in += size;
+	if (req->too_large)
+		return false;
+	if (size > max_body_size - req->body_len)
+	{
+		req->too_large = true;
+		free(req->body);
+		req->body = NULL;
+		req->body_len = req->body_cap = 0;
+		return false;
+	}
+	if (req->body_len + size + 1 > req->body_cap)
+	{
+		size_t		cap = req->body_cap > 0 ? req->body_cap : 4096;
+		char	   *p;
+
+		while (cap < req->body_len + size + 1)
+			cap *= 2;
+		if (cap > max_body_size + 1)
+			cap = max_body_size + 1;
+		p = realloc(req->body, cap);
+		if (p == NULL)
+			return false;
+		req->body = p;
+		req->body_cap = cap;
+	}
+	memcpy(req->body + req->body_len, data, size);
+	req->body_len += size;
+	req->body[req->body_len] = '\0';
+	return true;
+}
+
+enum MHD_Result
+request_handler(void *cls, struct MHD_Connection *conn, const char *url,
+				const char *method, const char *version,
+				const char *upload_data, size_t *upload_data_size,
+				void **req_cls)
+{
+	struct request *req = *req_cls;
+
+	(void) cls;
+	(void) version;
+
+	if (req == NULL)
+	{
+		req = request_start(conn, url, method);
+		if (req == NULL)
+			return MHD_NO;
+		*req_cls = req;
+		return check_headers(conn, req);
+	}
+
+	if (*upload_data_size > 0)
+	{
+		size_t		size = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (req->responded)
+			return MHD_YES;
+		if (!body_append(req, upload_data, size) && !req->too_large)
+			return MHD_NO;		/* out of memory */
+
+		/*
+		 * libmicrohttpd cannot answer until the body has been read, so an
+		 * oversized body without Content-Length is drained and refused at
+		 * its end; one that goes on far past the limit is cut off.
+		 */
+		if (req->too_large && req->bytes_in - max_body_size > DRAIN_MAX)
+		{
+			log_error("request %s: body far over the limit, closing connection",
+					  req->request_id);
+			return MHD_NO;
+		}
+		return MHD_YES;
+	}
+
+	if (req->responded)
+		return MHD_YES;
+	if (req->too_large)
+		return queue_too_large(conn, req);
+	return dispatch(conn, req);
+}
+
+void
+request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+				  enum MHD_RequestTerminationCode toe)
+{
+	struct request *req = *req_cls;
+	struct timespec now;
+	struct access_entry entry;
+
+	(void) cls;
+	(void) conn;
+	(void) toe;
+	if (req == NULL)
+		return;
+	*req_cls = NULL;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	entry.request_id = req->request_id;
+	entry.method = req->method;
+	entry.path = req->path;
+	entry.status = req->status;
+	entry.duration_ms = (double) (now.tv_sec - req->started.tv_sec) * 1000.0 +
+		(double) (now.tv_nsec - req->started.tv_nsec) / 1e6;
+	entry.bytes_in = req->bytes_in;
+	entry.bytes_out = req->bytes_out;
+	log_access(&entry);
+
+	free(req->method);
+	free(req->path);
+	free(req->body);
+	free(req);
+	atomic_fetch_sub(&in_flight, 1);
+}

@@ -1,0 +1,14 @@
+/*
+ * text.h
+ *		UTF-8 checks shared by the request path and the logger.
+ */
+#ifndef PGWA_HTTP_TEXT_H
+#define PGWA_HTTP_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+extern bool text_is_utf8(const char *s, size_t len);
+extern char *text_to_utf8(const char *s, size_t len);
+
+#endif
