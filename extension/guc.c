@@ -3,6 +3,7 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "pgwa.h"
@@ -67,10 +68,15 @@ pgwa_mode_name(pgwa_delivery_mode mode)
 void
 pgwa_define_gucs(void)
 {
-	DefineCustomStringVariable("pgwa.database",
-							   "Database the dispatcher serves (where CREATE EXTENSION pgwa ran).",
-							   NULL, &pgwa_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	/*
+	 * A postmaster-level setting can only be defined while preloading; a
+	 * backend that loads the library later (no dispatcher) does without it.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("pgwa.database",
+								   "Database the dispatcher serves (where CREATE EXTENSION pgwa ran).",
+								   NULL, &pgwa_database, "postgres",
+								   PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	DefineCustomStringVariable("pgwa.mode",
 							   "Delivery mode: http (send through brokers), dryrun (record without sending), disabled (accept and hold).",
