@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -21,6 +22,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -123,15 +125,13 @@ static void
 prepare_plans(void)
 {
 	Oid			claim_types[2] = {INT4OID, INT4OID};
-	Oid			complete_types[9] = {TEXTOID, INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
-	TIMESTAMPTZOID, FLOAT8OID, INT4OID};
+	Oid			complete_types[1] = {JSONBOID};
 
 	begin_xact("pgwa: preparing");
 	claim_plan = prepare("SELECT instance_id::text, seq, message_id::text, attempt, provider, "
 						 "base_url, broker_api_key, broker_instance_id, settings::text, payload::text "
 						 "FROM pgwa._claim($1, $2)", 2, claim_types);
-	complete_plan = prepare("SELECT pgwa._complete($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9)",
-							9, complete_types);
+	complete_plan = prepare("SELECT count(*) FROM pgwa._complete_batch($1)", 1, complete_types);
 	next_due_plan = prepare("SELECT pgwa._next_due()", 0, NULL);
 	/* Claims left by a previous dispatcher: we are the only claimer. */
 	SPI_execute("SELECT pgwa._release_leases(true)", false, 0);
@@ -146,45 +146,57 @@ release_expired_leases(void)
 	end_xact();
 }
 
-/* Records finished attempts, all in one transaction. */
+static void
+append_json_field(StringInfo buf, const char *key, const char *value)
+{
+	appendStringInfo(buf, ",\"%s\":", key);
+	if (value)
+		escape_json(buf, value);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/*
+ * Records finished attempts: one call of pgwa._complete_batch() with all of
+ * them, in one transaction.
+ */
 static void
 record_results(List *results)
 {
+	StringInfoData buf;
 	ListCell   *lc;
+	Datum		arg;
+	int			rc;
 
-	begin_xact("pgwa: recording results");
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
 	foreach(lc, results)
 	{
 		transfer_result *r = lfirst(lc);
-		Datum		values[9];
-		char		nulls[9];
-		int			rc;
 
-		memset(nulls, ' ', sizeof(nulls));
-		values[0] = CStringGetTextDatum(r->instance_id);
-		values[1] = Int64GetDatum(r->seq);
-		values[2] = CStringGetTextDatum(r->outcome);
-		values[3] = Int32GetDatum(r->http_status);
-		if (r->http_status == 0)
-			nulls[3] = 'n';
-		if (r->broker_id)
-			values[4] = CStringGetTextDatum(r->broker_id);
-		else
-			nulls[4] = 'n';
-		if (r->error)
-			values[5] = CStringGetTextDatum(r->error);
-		else
-			nulls[5] = 'n';
-		values[6] = TimestampTzGetDatum(r->started_at);
-		values[7] = Float8GetDatum(r->duration_ms);
-		values[8] = Int32GetDatum(r->retry_after_ms);
-		if (r->retry_after_ms == 0)
-			nulls[8] = 'n';
-		rc = SPI_execute_plan(complete_plan, values, nulls, false, 1);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "pgwa dispatcher: recording a result failed: %s",
-				 SPI_result_code_string(rc));
+		if (buf.len > 1)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfo(&buf, "{\"s\":" INT64_FORMAT, r->seq);
+		append_json_field(&buf, "i", r->instance_id);
+		append_json_field(&buf, "o", r->outcome);
+		if (r->http_status != 0)
+			appendStringInfo(&buf, ",\"h\":%d", r->http_status);
+		append_json_field(&buf, "b", r->broker_id);
+		append_json_field(&buf, "e", r->error);
+		append_json_field(&buf, "t", timestamptz_to_str(r->started_at));
+		appendStringInfo(&buf, ",\"d\":%.3f", r->duration_ms);
+		if (r->retry_after_ms > 0)
+			appendStringInfo(&buf, ",\"r\":%d", r->retry_after_ms);
+		appendStringInfoChar(&buf, '}');
 	}
+	appendStringInfoChar(&buf, ']');
+
+	begin_xact("pgwa: recording results");
+	arg = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	rc = SPI_execute_plan(complete_plan, &arg, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pgwa dispatcher: recording results failed: %s",
+			 SPI_result_code_string(rc));
 	end_xact();
 }
 

@@ -50,89 +50,100 @@ LANGUAGE sql AS $$
 	          i.broker_instance_id, i.settings, o.payload
 $$;
 
--- Records the outcome of one attempt.
---   sent          the broker accepted it (p_broker_id is its id)
---   retry         transient failure: retried with backoff (p_retry_after_ms
---                 overrides the backoff), dead once attempts are exhausted
+-- Records the outcomes of a batch of attempts in one statement. p_results is
+-- a JSON array of {i: instance_id, s: seq, o: outcome, h: http status,
+-- b: broker id, e: error, t: started at, d: duration ms, r: retry-after ms}.
+-- Outcomes:
+--   sent          the broker accepted it (b is its id)
+--   retry         transient failure: retried with backoff (r overrides the
+--                 backoff), dead once attempts are exhausted
 --   dead          permanent failure
 --   disconnected  the broker says the instance is offline: the attempt is
 --                 given back and the instance's queue pauses
 --   dryrun        mode dryrun: recorded as sent without a broker call
+-- Results for messages no longer being sent (lease released, canceled) are
+-- stale and ignored. Returns the outcome recorded for each message.
+CREATE FUNCTION pgwa._complete_batch(p_results jsonb)
+RETURNS TABLE (instance_id uuid, seq bigint, outcome text)
+LANGUAGE sql AS $$
+	WITH r AS (
+		SELECT * FROM jsonb_to_recordset(p_results)
+			AS r(i uuid, s bigint, o text, h int, b text, e text, t timestamptz, d float8, r int)
+	), cur AS (
+		SELECT o.instance_id, o.seq, o.attempts, o.tenant_id, o.recipient, o.type, o.payload,
+		       o.delay_message_s, o.due_at, r.h, r.b, r.e, r.t, r.d, r.r,
+		       CASE WHEN r.o = 'retry' AND o.attempts >= o.max_attempts THEN 'dead' ELSE r.o END AS outcome,
+		       clock_timestamp() AS now
+		FROM r JOIN pgwa.outbox o ON o.instance_id = r.i AND o.seq = r.s
+		WHERE o.status = 'sending'
+		FOR UPDATE OF o
+	), att AS (
+		INSERT INTO pgwa.attempts (instance_id, seq, attempt, started_at, duration_ms, outcome,
+		                           http_status, error, broker_message_id)
+		SELECT c.instance_id, c.seq, c.attempts, c.t, c.d, c.outcome, c.h, c.e, c.b FROM cur c
+	), upd AS (
+		UPDATE pgwa.outbox o
+		-- an unknown outcome yields NULL and fails the NOT NULL constraint
+		SET status = CASE c.outcome WHEN 'retry' THEN 'failed' WHEN 'dead' THEN 'dead'
+		                            WHEN 'disconnected' THEN 'queued' WHEN 'sent' THEN 'sent'
+		                            WHEN 'dryrun' THEN 'sent' END,
+		    attempts = o.attempts - CASE WHEN c.outcome = 'disconnected' THEN 1 ELSE 0 END,
+		    sent_at = CASE WHEN c.outcome IN ('sent', 'dryrun') THEN c.now ELSE o.sent_at END,
+		    dead_at = CASE WHEN c.outcome = 'dead' THEN c.now ELSE o.dead_at END,
+		    next_attempt_at = CASE WHEN c.outcome <> 'retry' THEN NULL
+		                           WHEN c.r > 0 THEN c.now + make_interval(secs => least(c.r, 3600000) / 1000.0)
+		                           ELSE c.now + make_interval(secs => power(2, c.attempts - 1)) END,
+		    broker_message_id = CASE WHEN c.outcome IN ('sent', 'dryrun') THEN c.b ELSE o.broker_message_id END,
+		    last_http_status = c.h,
+		    last_error = CASE WHEN c.outcome IN ('sent', 'dryrun') THEN NULL ELSE c.e END,
+		    lease_until = NULL,
+		    updated_at = c.now
+		FROM cur c
+		WHERE o.instance_id = c.instance_id AND o.seq = c.seq
+		-- carry what the state update needs: joining cur again would be a
+		-- nested loop over two CTE scans (the planner cannot size them)
+		RETURNING o.instance_id, o.seq, c.outcome, o.next_attempt_at, c.now, c.delay_message_s, c.due_at
+	), msg AS (
+		INSERT INTO pgwa.messages (instance_id, tenant_id, direction, broker_message_id, outbox_seq,
+		                           remote, type, content, status, source)
+		SELECT c.instance_id, c.tenant_id, 'outbound', c.b, c.seq, c.recipient, c.type, c.payload, 'sent', 'api'
+		FROM cur c WHERE c.outcome IN ('sent', 'dryrun')
+		ON CONFLICT DO NOTHING
+	), state AS (
+		-- This statement's snapshot does not see upd: the message just finished
+		-- still reads as 'sending', so the next head is computed from the other
+		-- pending messages plus, when it stays pending, the message itself.
+		UPDATE pgwa.instance_state s
+		SET inflight_seq = NULL,
+		    not_before = CASE
+		        -- human pace: a random pause in [min, max] plus the message's delayMessage
+		        WHEN u.outcome IN ('sent', 'dryrun') THEN u.now + make_interval(secs =>
+		            (i.delay_min_ms + random() * (i.delay_max_ms - i.delay_min_ms)) / 1000.0 + u.delay_message_s)
+		        WHEN u.outcome = 'retry' THEN u.next_attempt_at
+		        ELSE s.not_before END,
+		    connection_state = CASE WHEN u.outcome = 'disconnected' THEN 'disconnected' ELSE s.connection_state END,
+		    state_changed_at = CASE WHEN u.outcome = 'disconnected' THEN u.now ELSE s.state_changed_at END,
+		    head_due = CASE WHEN u.outcome IN ('retry', 'disconnected')
+		                    THEN least(pgwa._head_due(s.instance_id), u.due_at)
+		                    ELSE pgwa._head_due(s.instance_id) END
+		FROM upd u
+		JOIN pgwa.instances i ON i.id = u.instance_id
+		WHERE s.instance_id = u.instance_id
+	)
+	SELECT u.instance_id, u.seq, u.outcome FROM upd u
+$$;
+
+-- Records the outcome of one attempt (see _complete_batch); 'stale' when the
+-- message is no longer being sent.
 CREATE FUNCTION pgwa._complete(p_instance uuid, p_seq bigint, p_outcome text, p_http_status int,
                                p_broker_id text, p_error text, p_started_at timestamptz,
                                p_duration_ms double precision, p_retry_after_ms int)
 RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-	o        pgwa.outbox;
-	i        pgwa.instances;
-	v_now    timestamptz := clock_timestamp();
-	v_next   timestamptz;
-	v_result text := p_outcome;
-	v_pace   interval;
-BEGIN
-	SELECT * INTO o FROM pgwa.outbox WHERE instance_id = p_instance AND seq = p_seq FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
-		-- Reclaimed after its lease expired, or canceled: this result is stale.
-		RETURN 'stale';
-	END IF;
-	SELECT * INTO i FROM pgwa.instances WHERE id = p_instance;
-
-	IF p_outcome = 'retry' AND o.attempts >= o.max_attempts THEN
-		v_result := 'dead';
-	END IF;
-
-	INSERT INTO pgwa.attempts (instance_id, seq, attempt, started_at, duration_ms, outcome,
-	                           http_status, error, broker_message_id)
-	VALUES (p_instance, p_seq, o.attempts, p_started_at, p_duration_ms, v_result,
-	        p_http_status, p_error, p_broker_id);
-
-	IF v_result IN ('sent', 'dryrun') THEN
-		UPDATE pgwa.outbox SET status = 'sent', sent_at = v_now, updated_at = v_now,
-		       broker_message_id = p_broker_id, last_http_status = p_http_status,
-		       last_error = NULL, lease_until = NULL, next_attempt_at = NULL
-		WHERE instance_id = p_instance AND seq = p_seq;
-		INSERT INTO pgwa.messages (instance_id, tenant_id, direction, broker_message_id, outbox_seq,
-		                           remote, type, content, status, source)
-		VALUES (p_instance, o.tenant_id, 'outbound', p_broker_id, p_seq, o.recipient, o.type,
-		        o.payload, 'sent', 'api')
-		ON CONFLICT (instance_id, broker_message_id) DO NOTHING;
-		-- Human pace: a random pause in [min, max] plus the message's delayMessage.
-		v_pace := make_interval(secs => (i.delay_min_ms + random() * (i.delay_max_ms - i.delay_min_ms)) / 1000.0
-		                                + o.delay_message_s);
-		UPDATE pgwa.instance_state SET inflight_seq = NULL, not_before = v_now + v_pace,
-		       head_due = pgwa._head_due(p_instance)
-		WHERE instance_id = p_instance;
-	ELSIF v_result = 'retry' THEN
-		v_next := v_now + CASE WHEN p_retry_after_ms IS NOT NULL AND p_retry_after_ms > 0
-		                       THEN make_interval(secs => least(p_retry_after_ms, 3600000) / 1000.0)
-		                       ELSE make_interval(secs => power(2, o.attempts - 1)) END;
-		UPDATE pgwa.outbox SET status = 'failed', updated_at = v_now, next_attempt_at = v_next,
-		       last_http_status = p_http_status, last_error = p_error, lease_until = NULL
-		WHERE instance_id = p_instance AND seq = p_seq;
-		-- The message keeps its place at the head: its instance waits for it.
-		UPDATE pgwa.instance_state SET inflight_seq = NULL, not_before = v_next,
-		       head_due = pgwa._head_due(p_instance)
-		WHERE instance_id = p_instance;
-	ELSIF v_result = 'dead' THEN
-		UPDATE pgwa.outbox SET status = 'dead', dead_at = v_now, updated_at = v_now,
-		       last_http_status = p_http_status, last_error = p_error, lease_until = NULL,
-		       next_attempt_at = NULL
-		WHERE instance_id = p_instance AND seq = p_seq;
-		UPDATE pgwa.instance_state SET inflight_seq = NULL, head_due = pgwa._head_due(p_instance)
-		WHERE instance_id = p_instance;
-	ELSIF v_result = 'disconnected' THEN
-		UPDATE pgwa.outbox SET status = 'queued', attempts = attempts - 1, updated_at = v_now,
-		       last_http_status = p_http_status, last_error = p_error, lease_until = NULL
-		WHERE instance_id = p_instance AND seq = p_seq;
-		UPDATE pgwa.instance_state SET inflight_seq = NULL, connection_state = 'disconnected',
-		       state_changed_at = v_now, head_due = pgwa._head_due(p_instance)
-		WHERE instance_id = p_instance;
-	ELSE
-		RAISE EXCEPTION 'unknown outcome %', p_outcome;
-	END IF;
-	RETURN v_result;
-END $$;
+LANGUAGE sql AS $$
+	SELECT coalesce((SELECT b.outcome FROM pgwa._complete_batch(jsonb_build_array(jsonb_build_object(
+		'i', p_instance, 's', p_seq, 'o', p_outcome, 'h', p_http_status, 'b', p_broker_id,
+		'e', p_error, 't', p_started_at, 'd', p_duration_ms, 'r', p_retry_after_ms))) b), 'stale')
+$$;
 
 -- Gives back messages whose lease expired (their dispatcher died or lost
 -- them). They are sent again with the same Idempotency-Key. With p_all,
