@@ -36,6 +36,7 @@ struct db_conn
 	bool		prepared;		/* statement exists in this session */
 	bool		broken;			/* reset before next use */
 	bool		down;			/* last connection attempt failed (logged) */
+	PGcancel   *cancel;			/* for db_cancel_all(); under registry_lock */
 	struct db_conn *next;
 };
 
@@ -122,6 +123,21 @@ conn_alive(PGconn *conn)
 	return PQstatus(conn) == CONNECTION_OK;
 }
 
+/* Keep the cancel handle in step with the session it belongs to. */
+static void
+update_cancel(struct db_conn *dc)
+{
+	PGcancel   *cancel = NULL;
+
+	if (dc->conn != NULL && PQstatus(dc->conn) == CONNECTION_OK)
+		cancel = PQgetCancel(dc->conn);
+	pthread_mutex_lock(&registry_lock);
+	if (dc->cancel != NULL)
+		PQfreeCancel(dc->cancel);
+	dc->cancel = cancel;
+	pthread_mutex_unlock(&registry_lock);
+}
+
 /* Make sure dc has an open session; false means the database is unreachable */
 static bool
 ensure_connected(struct db_conn *dc)
@@ -135,6 +151,7 @@ ensure_connected(struct db_conn *dc)
 
 	dc->prepared = false;
 	dc->broken = false;
+	update_cancel(dc);
 	if (dc->conn == NULL)
 	{
 		log_error("database connection failed: out of memory");
@@ -171,6 +188,15 @@ connection_failure(PGconn *conn, const PGresult *res)
 		strcmp(state, "57P01") == 0 ||	/* admin_shutdown */
 		strcmp(state, "57P02") == 0 ||	/* crash_shutdown */
 		strcmp(state, "57P03") == 0;	/* cannot_connect_now */
+}
+
+/* Canceled by db_cancel_all() or by a statement timeout */
+static bool
+query_canceled(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return state != NULL && strcmp(state, "57014") == 0;
 }
 
 static const char *
@@ -296,6 +322,12 @@ db_call_http(const struct db_call *call, struct db_reply *reply)
 		dc->broken = true;
 		st = DB_UNAVAILABLE;
 	}
+	else if (query_canceled(res))
+	{
+		/* rolled back, so the client may safely retry */
+		log_error("pgwa.http canceled: %s", result_error(dc->conn, res));
+		st = DB_UNAVAILABLE;
+	}
 	else
 	{
 		log_error("pgwa.http failed: %s", result_error(dc->conn, res));
@@ -309,6 +341,22 @@ db_call_http(const struct db_call *call, struct db_reply *reply)
 	return st;
 }
 
+/*
+ * Ask the server to cancel whatever each session is running, so that pool
+ * threads blocked in a call return and the pool can be stopped.
+ */
+void
+db_cancel_all(void)
+{
+	char		errbuf[256];
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct db_conn *dc = registry; dc != NULL; dc = dc->next)
+		if (dc->cancel != NULL && !PQcancel(dc->cancel, errbuf, sizeof(errbuf)))
+			log_error("cannot cancel database call: %s", errbuf);
+	pthread_mutex_unlock(&registry_lock);
+}
+
 /* Close every session; only once the pool threads have been joined. */
 void
 db_close_all(void)
@@ -319,6 +367,8 @@ db_close_all(void)
 		struct db_conn *dc = registry;
 
 		registry = dc->next;
+		if (dc->cancel != NULL)
+			PQfreeCancel(dc->cancel);
 		PQfinish(dc->conn);
 		free(dc);
 	}

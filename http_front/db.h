@@ -35,6 +35,7 @@ struct db_reply
 
 extern void db_init(const char *dsn);
 extern db_status db_call_http(const struct db_call *call, struct db_reply *reply);
+extern void db_cancel_all(void);
 extern void db_close_all(void);
 
 #endif

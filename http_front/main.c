@@ -267,20 +267,23 @@ shutdown_daemon(struct MHD_Daemon *daemon, unsigned int grace)
 	struct timespec start;
 	unsigned int pending;
 
+	if (listen_fd == MHD_INVALID_SOCKET)
+		log_error("cannot stop accepting connections; stopping at once");
 	request_begin_shutdown();
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	log_info("shutting down, %u request(s) in flight", request_in_flight());
 
 	/* a second signal cuts the grace period short */
-	while ((pending = request_in_flight()) > 0)
+	while (listen_fd != MHD_INVALID_SOCKET &&
+		   (pending = request_in_flight()) > 0)
 	{
-		if (elapsed_since(&start) >= grace)
+		if (elapsed_since(&start) >= grace || wait_signal(20))
 		{
-			log_info("grace period over, abandoning %u request(s)", pending);
+			/* the pool cannot stop while a thread waits on the database */
+			log_info("grace period over, canceling %u request(s)", pending);
+			db_cancel_all();
 			break;
 		}
-		if (wait_signal(20))
-			break;
 	}
 
 	MHD_stop_daemon(daemon);
@@ -300,6 +303,7 @@ main(int argc, char **argv)
 	struct MHD_Daemon *daemon;
 	const union MHD_DaemonInfo *info;
 	unsigned int port;
+	const char *dsn;
 
 	read_config(&cfg, argc, argv);
 	if (!make_sockaddr(&cfg, &ss))
@@ -307,8 +311,8 @@ main(int argc, char **argv)
 
 	log_init(cfg.access_log);
 	request_init(cfg.max_body);
-	db_init(getenv("PGWA_DSN") != NULL && getenv("PGWA_DSN")[0] != '\0' ?
-			getenv("PGWA_DSN") : NULL);
+	dsn = getenv("PGWA_DSN");
+	db_init(dsn != NULL && dsn[0] != '\0' ? dsn : NULL);
 	json_object_seed(0);
 	setup_signals(&stop_set);
 
@@ -336,8 +340,10 @@ main(int argc, char **argv)
 
 	info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
 	port = info != NULL && info->port != 0 ? info->port : cfg.port;
-	printf(ss.ss_family == AF_INET6 ? "pgwa-http listening on [%s]:%u\n" :
-		   "pgwa-http listening on %s:%u\n", cfg.addr, port);
+	if (ss.ss_family == AF_INET6)
+		printf("pgwa-http listening on [%s]:%u\n", cfg.addr, port);
+	else
+		printf("pgwa-http listening on %s:%u\n", cfg.addr, port);
 	fflush(stdout);
 
 	while (!wait_signal(-1))

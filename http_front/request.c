@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -27,6 +26,7 @@
 #include "db.h"
 #include "log.h"
 #include "request.h"
+#include "response.h"
 #include "text.h"
 
 #define REQUEST_ID_MAX	64
@@ -120,13 +120,8 @@ queue_reply(struct MHD_Connection *conn, struct request *req,
 {
 	enum MHD_Result ret;
 
-	if (!has_content_type)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-								"application/json");
-	MHD_add_response_header(resp, "X-Request-Id", req->request_id);
-	if (atomic_load(&shutting_down))
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-
+	response_finish(resp, req->request_id, has_content_type,
+					atomic_load(&shutting_down));
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	if (ret == MHD_YES)
@@ -138,29 +133,16 @@ queue_reply(struct MHD_Connection *conn, struct request *req,
 	return ret;
 }
 
-/* Answer with the front's own {"error":{...}} body. */
 static enum MHD_Result
 queue_error(struct MHD_Connection *conn, struct request *req,
 			unsigned int status, const char *code, const char *message)
 {
-	struct MHD_Response *resp;
-	char	   *body;
-	int			len;
+	size_t		len;
+	struct MHD_Response *resp = response_error(status, code, message, &len);
 
-	len = asprintf(&body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
-				   code, message);
-	if (len < 0)
-		return MHD_NO;
-	resp = MHD_create_response_from_buffer((size_t) len, body,
-										   MHD_RESPMEM_MUST_FREE);
 	if (resp == NULL)
-	{
-		free(body);
 		return MHD_NO;
-	}
-	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-	return queue_reply(conn, req, status, resp, false, (size_t) len);
+	return queue_reply(conn, req, status, resp, false, len);
 }
 
 static enum MHD_Result
@@ -174,99 +156,20 @@ queue_too_large(struct MHD_Connection *conn, struct request *req)
 					   "PAYLOAD_TOO_LARGE", message);
 }
 
-static bool
-is_header_token(const char *s)
-{
-	size_t		len = strlen(s);
-
-	return len > 0 &&
-		strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-			   "0123456789!#$%&'*+-.^_`|~") == len;
-}
-
-static bool
-is_header_value(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if (((unsigned char) *s < 0x20 && *s != '\t') || *s == 0x7F)
-			return false;
-	return true;
-}
-
-/*
- * Copy the function's response headers onto resp.  Headers the front owns
- * or that would break framing are skipped and logged; a bad header is a
- * bug in the SQL side, not a reason to fail the response.
- */
-static bool
-add_reply_headers(struct MHD_Response *resp, const char *headers_json,
-				  const char *request_id)
-{
-	json_t	   *obj;
-	const char *name;
-	json_t	   *value;
-	bool		has_content_type = false;
-
-	if (headers_json == NULL)
-		return false;
-	obj = json_loads(headers_json, 0, NULL);
-	if (!json_is_object(obj))
-	{
-		if (!json_is_null(obj))
-			log_error("request %s: pgwa.http headers are not a JSON object",
-					  request_id);
-		json_decref(obj);
-		return false;
-	}
-	json_object_foreach(obj, name, value)
-	{
-		char		num[32];
-		const char *text = NULL;
-
-		if (json_is_string(value))
-			text = json_string_value(value);
-		else if (json_is_integer(value))
-		{
-			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-					 json_integer_value(value));
-			text = num;
-		}
-		if (strcasecmp(name, "X-Request-Id") == 0)
-			continue;
-		if (text == NULL || !is_header_token(name) || !is_header_value(text) ||
-			MHD_add_response_header(resp, name, text) != MHD_YES)
-		{
-			log_error("request %s: ignoring response header \"%s\"",
-					  request_id, name);
-			continue;
-		}
-		if (strcasecmp(name, MHD_HTTP_HEADER_CONTENT_TYPE) == 0)
-			has_content_type = true;
-	}
-	json_decref(obj);
-	return has_content_type;
-}
-
 static enum MHD_Result
 queue_db_reply(struct MHD_Connection *conn, struct request *req,
 			   struct db_reply *reply)
 {
+	unsigned int status = reply->status;
+	size_t		len = reply->body_len;
+	bool		has_content_type = false;
 	struct MHD_Response *resp;
-	bool		has_content_type;
 
-	resp = MHD_create_response_from_buffer(reply->body_len, reply->body,
-										   MHD_RESPMEM_MUST_FREE);
+	resp = response_from_reply(reply, req->request_id, &has_content_type);
 	if (resp == NULL)
-	{
-		free(reply->body);
-		free(reply->headers);
 		return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR,
 						   "INTERNAL", "internal error");
-	}
-	has_content_type = add_reply_headers(resp, reply->headers, req->request_id);
-	free(reply->headers);
-	return queue_reply(conn, req, reply->status, resp, has_content_type,
-					   reply->body_len);
+	return queue_reply(conn, req, status, resp, has_content_type, len);
 }
 
 /* ---------- building the call ---------- */
