@@ -16,6 +16,7 @@ OBJS = \
 	extension/shmem.o \
 	extension/tokens.o \
 	extension/normalize.o \
+	extension/metrics.o \
 	bgworker/dispatcher.o \
 	bgworker/transfer.o \
 	bgworker/provider_broker.o \

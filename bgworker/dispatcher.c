@@ -22,6 +22,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -131,7 +132,8 @@ prepare_plans(void)
 	claim_plan = prepare("SELECT instance_id::text, seq, message_id::text, attempt, provider, "
 						 "base_url, broker_api_key, broker_instance_id, settings::text, payload::text "
 						 "FROM pgwa._claim($1, $2)", 2, claim_types);
-	complete_plan = prepare("SELECT count(*) FROM pgwa._complete_batch($1)", 1, complete_types);
+	complete_plan = prepare("SELECT array_agg(latency_s) FILTER (WHERE latency_s IS NOT NULL) "
+							"FROM pgwa._complete_batch($1)", 1, complete_types);
 	next_due_plan = prepare("SELECT pgwa._next_due()", 0, NULL);
 	/* Claims left by a previous dispatcher: we are the only claimer. */
 	SPI_execute("SELECT pgwa._release_leases(true)", false, 0);
@@ -156,9 +158,32 @@ append_json_field(StringInfo buf, const char *key, const char *value)
 		appendStringInfoString(buf, "null");
 }
 
+/* Counts the enqueue-to-sent latencies _complete_batch returned. */
+static void
+observe_latencies(void)
+{
+	bool		isnull;
+	Datum		d;
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			n;
+
+	if (SPI_processed != 1)
+		return;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return;
+	deconstruct_array(DatumGetArrayTypeP(d), FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &elems, &elem_nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!elem_nulls[i])
+			pgwa_shmem_observe(PGWA_HIST_LATENCY, DatumGetFloat8(elems[i]));
+}
+
 /*
  * Records finished attempts: one call of pgwa._complete_batch() with all of
- * them, in one transaction.
+ * them, in one transaction. It also counts them in the message counters;
+ * the latency histogram, in shared memory, is updated here.
  */
 static void
 record_results(List *results)
@@ -187,6 +212,8 @@ record_results(List *results)
 		appendStringInfo(&buf, ",\"d\":%.3f", r->duration_ms);
 		if (r->retry_after_ms > 0)
 			appendStringInfo(&buf, ",\"r\":%d", r->retry_after_ms);
+		if (r->error_class)
+			append_json_field(&buf, "c", r->error_class);
 		appendStringInfoChar(&buf, '}');
 	}
 	appendStringInfoChar(&buf, ']');
@@ -197,6 +224,7 @@ record_results(List *results)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pgwa dispatcher: recording results failed: %s",
 			 SPI_result_code_string(rc));
+	observe_latencies();
 	end_xact();
 }
 

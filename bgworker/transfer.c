@@ -214,7 +214,32 @@ transfer_start(const claimed_message *msg, MemoryContext cxt, bool dryrun,
 		return r;
 	}
 	in_flight++;
+	pgwa_shmem_set_in_flight(in_flight);
 	return NULL;
+}
+
+/*
+ * The failure class (GET /metrics) of a transfer that got no HTTP answer;
+ * answers are classed by their status in SQL.
+ */
+static const char *
+error_class(CURLcode code)
+{
+	switch (code)
+	{
+		case CURLE_OPERATION_TIMEDOUT:
+			return "timeout";
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_GOT_NOTHING:
+			return "connect";
+		default:
+			return "other";
+	}
 }
 
 /* Turns a finished transfer into the outcome the queue records. */
@@ -235,6 +260,7 @@ finish(transfer *t, CURLcode code, MemoryContext result_cxt)
 	if (code != CURLE_OK)
 	{
 		r = new_result(t, result_cxt, "retry");
+		r->error_class = error_class(code);
 		detail = psprintf("%s: %s", curl_easy_strerror(code),
 						  t->errbuf[0] ? t->errbuf : "no detail");
 	}
@@ -267,6 +293,7 @@ finish(transfer *t, CURLcode code, MemoryContext result_cxt)
 	if (detail)
 		r->error = MemoryContextStrdup(result_cxt, detail);
 	r->duration_ms = (double) (GetCurrentTimestamp() - t->started_at) / 1000.0;
+	pgwa_shmem_observe(PGWA_HIST_REQUEST, r->duration_ms / 1000.0);
 	MemoryContextSwitchTo(old);
 	return r;
 }
@@ -299,6 +326,7 @@ transfers_collect(MemoryContext result_cxt)
 		in_flight--;
 		MemoryContextDelete(t->cxt);
 	}
+	pgwa_shmem_set_in_flight(in_flight);
 	return results;
 }
 

@@ -23,6 +23,7 @@ typedef struct transfer_result
 	TimestampTz started_at;
 	double		duration_ms;
 	int			retry_after_ms; /* 0: none given */
+	const char *error_class;	/* timeout, connect, other: no HTTP answer */
 } transfer_result;
 
 extern void transfers_init(void);

@@ -23,6 +23,17 @@ typedef enum pgwa_delivery_mode
 	PGWA_MODE_DISABLED
 } pgwa_delivery_mode;
 
+/* Histograms of the dispatcher, in shared memory (see shmem.c). */
+typedef enum pgwa_histogram_id
+{
+	PGWA_HIST_REQUEST,			/* duration of one broker request */
+	PGWA_HIST_LATENCY,			/* enqueue (outbox.created_at) to sent */
+	PGWA_HIST_COUNT
+} pgwa_histogram_id;
+
+#define PGWA_HIST_BUCKETS 15	/* finite buckets; +Inf comes on top */
+extern const double pgwa_hist_bounds[PGWA_HIST_BUCKETS];
+
 /* pgwa.c */
 extern void _PG_init(void);
 
@@ -47,6 +58,11 @@ extern void pgwa_shmem_install_hooks(void);
 extern void pgwa_shmem_set_dispatcher(bool running);
 extern pid_t pgwa_shmem_dispatcher_pid(void);
 extern void pgwa_shmem_wake_dispatcher(void);
+extern bool pgwa_shmem_available(void);
+extern void pgwa_shmem_set_in_flight(int n);
+extern int	pgwa_shmem_in_flight(void);
+extern void pgwa_shmem_observe(pgwa_histogram_id h, double seconds);
+extern void pgwa_shmem_read_histogram(pgwa_histogram_id h, uint64 *cumulative, uint64 *sum_us);
 
 /* dispatcher.c */
 extern void pgwa_register_dispatcher(void);

@@ -1,12 +1,17 @@
 /*
  * shmem.c: the little shared state pgwa needs: which process is the
- * dispatcher, so that committing backends can set its latch.
+ * dispatcher, so that committing backends can set its latch, and the
+ * dispatcher's live metrics (transfers in flight, two latency histograms).
  *
- * Only a pgprocno is kept here, never a process-local pointer.
+ * Only a pgprocno and plain counters are kept here, never a process-local
+ * pointer. The metrics are atomics: the dispatcher updates them without a
+ * lock and any backend reads them for GET /metrics. They start from zero at
+ * each server start, which Prometheus treats as a counter reset.
  */
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
@@ -15,12 +20,26 @@
 
 #include "pgwa.h"
 
+/* Observations per bucket (not cumulative) and their sum in microseconds. */
+typedef struct pgwa_histogram
+{
+	pg_atomic_uint64 buckets[PGWA_HIST_BUCKETS + 1];	/* the last is +Inf */
+	pg_atomic_uint64 sum_us;
+} pgwa_histogram;
+
 typedef struct pgwa_shared
 {
 	slock_t		mutex;
 	pid_t		dispatcher_pid;
 	int			dispatcher_procno;
+	pg_atomic_uint32 in_flight;
+	pgwa_histogram histograms[PGWA_HIST_COUNT];
 } pgwa_shared;
+
+/* Upper bounds of the histogram buckets, in seconds: 1 ms .. 60 s. */
+const double pgwa_hist_bounds[PGWA_HIST_BUCKETS] = {
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
+};
 
 static pgwa_shared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -49,6 +68,13 @@ pgwa_shmem_startup(void)
 		SpinLockInit(&shared->mutex);
 		shared->dispatcher_pid = 0;
 		shared->dispatcher_procno = -1;
+		pg_atomic_init_u32(&shared->in_flight, 0);
+		for (int h = 0; h < PGWA_HIST_COUNT; h++)
+		{
+			for (int b = 0; b <= PGWA_HIST_BUCKETS; b++)
+				pg_atomic_init_u64(&shared->histograms[h].buckets[b], 0);
+			pg_atomic_init_u64(&shared->histograms[h].sum_us, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -71,6 +97,8 @@ pgwa_shmem_set_dispatcher(bool running)
 	shared->dispatcher_pid = running ? MyProcPid : 0;
 	shared->dispatcher_procno = running ? MyProc->pgprocno : -1;
 	SpinLockRelease(&shared->mutex);
+	/* A dispatcher that stops has nothing in flight any more. */
+	pg_atomic_write_u32(&shared->in_flight, 0);
 }
 
 pid_t
@@ -98,4 +126,61 @@ pgwa_shmem_wake_dispatcher(void)
 	SpinLockRelease(&shared->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+bool
+pgwa_shmem_available(void)
+{
+	return shared != NULL;
+}
+
+void
+pgwa_shmem_set_in_flight(int n)
+{
+	if (shared != NULL)
+		pg_atomic_write_u32(&shared->in_flight, (uint32) Max(n, 0));
+}
+
+int
+pgwa_shmem_in_flight(void)
+{
+	return shared ? (int) pg_atomic_read_u32(&shared->in_flight) : 0;
+}
+
+/* Counts one observation of `seconds` (clamped at zero) in histogram h. */
+void
+pgwa_shmem_observe(pgwa_histogram_id h, double seconds)
+{
+	pgwa_histogram *hist;
+	int			b = 0;
+
+	if (shared == NULL)
+		return;
+	if (!(seconds > 0))			/* also NaN */
+		seconds = 0;
+	hist = &shared->histograms[h];
+	while (b < PGWA_HIST_BUCKETS && seconds > pgwa_hist_bounds[b])
+		b++;
+	pg_atomic_fetch_add_u64(&hist->buckets[b], 1);
+	pg_atomic_fetch_add_u64(&hist->sum_us, (uint64) Min(seconds * 1e6, 1e15));
+}
+
+/*
+ * Reads histogram h: cumulative[b] counts the observations <= bound b (the
+ * last entry, +Inf, is the total). Buckets are read one by one while the
+ * dispatcher may add to them, so a read can be a few observations behind,
+ * but it is always cumulative, as Prometheus requires.
+ */
+void
+pgwa_shmem_read_histogram(pgwa_histogram_id h, uint64 *cumulative, uint64 *sum_us)
+{
+	uint64		total = 0;
+
+	for (int b = 0; b <= PGWA_HIST_BUCKETS; b++)
+	{
+		if (shared != NULL)
+			total += pg_atomic_read_u64(&shared->histograms[h].buckets[b]);
+		cumulative[b] = total;
+	}
+	*sum_us = shared ? pg_atomic_read_u64(&shared->histograms[h].sum_us) : 0;
 }

@@ -79,6 +79,11 @@ BEGIN
 	        v_due, v_sched, coalesce((v_msg->>'delayMessage')::int, 0), v_inst.max_attempts)
 	RETURNING o.id, o.status, o.seq, o.scheduled_for, true
 	INTO message_id, status, seq, scheduled_for, created;
+	-- Counted for GET /metrics. Only this instance's enqueues take this row,
+	-- and they already queue behind its instance_state row: no new contention.
+	INSERT INTO pgwa.enqueue_counts AS c (instance_id, type, queued)
+	VALUES (p_instance, v_msg->>'type', 1)
+	ON CONFLICT (instance_id, type) DO UPDATE SET queued = c.queued + 1;
 
 	UPDATE pgwa.instance_state s SET head_due = least(s.head_due, v_due)
 	WHERE s.instance_id = p_instance AND (s.head_due IS NULL OR s.head_due > v_due);

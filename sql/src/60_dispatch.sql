@@ -52,7 +52,8 @@ $$;
 
 -- Records the outcomes of a batch of attempts in one statement. p_results is
 -- a JSON array of {i: instance_id, s: seq, o: outcome, h: http status,
--- b: broker id, e: error, t: started at, d: duration ms, r: retry-after ms}.
+-- b: broker id, e: error, t: started at, d: duration ms, r: retry-after ms,
+-- c: failure class when there was no HTTP answer (timeout, connect, other)}.
 -- Outcomes:
 --   sent          the broker accepted it (b is its id)
 --   retry         transient failure: retried with backoff (r overrides the
@@ -62,17 +63,27 @@ $$;
 --                 given back and the instance's queue pauses
 --   dryrun        mode dryrun: recorded as sent without a broker call
 -- Results for messages no longer being sent (lease released, canceled) are
--- stale and ignored. Returns the outcome recorded for each message.
+-- stale and ignored. Returns the outcome recorded for each message and, for
+-- those sent, the seconds since they were enqueued. The batch is counted in
+-- pgwa.delivery_counts with one upsert per (instance, type).
 CREATE FUNCTION pgwa._complete_batch(p_results jsonb)
-RETURNS TABLE (instance_id uuid, seq bigint, outcome text)
+RETURNS TABLE (instance_id uuid, seq bigint, outcome text, latency_s double precision)
 LANGUAGE sql AS $$
 	WITH r AS (
 		SELECT * FROM jsonb_to_recordset(p_results)
-			AS r(i uuid, s bigint, o text, h int, b text, e text, t timestamptz, d float8, r int)
+			AS r(i uuid, s bigint, o text, h int, b text, e text, t timestamptz, d float8, r int, c text)
 	), cur AS (
 		SELECT o.instance_id, o.seq, o.attempts, o.tenant_id, o.recipient, o.type, o.payload,
 		       o.delay_message_s, o.due_at, r.h, r.b, r.e, r.t, r.d, r.r,
 		       CASE WHEN r.o = 'retry' AND o.attempts >= o.max_attempts THEN 'dead' ELSE r.o END AS outcome,
+		       -- the failure class of GET /metrics (see pgwa.delivery_counts)
+		       CASE WHEN r.o IN ('sent', 'dryrun') THEN NULL
+		            WHEN r.o = 'disconnected' THEN 'disconnected'
+		            WHEN r.h = 429 THEN 'http_429'
+		            WHEN r.h BETWEEN 400 AND 499 THEN 'http_4xx'
+		            WHEN r.h BETWEEN 500 AND 599 THEN 'http_5xx'
+		            WHEN r.h IS NULL AND r.c IN ('timeout', 'connect') THEN r.c
+		            ELSE 'other' END AS class,
 		       clock_timestamp() AS now
 		FROM r JOIN pgwa.outbox o ON o.instance_id = r.i AND o.seq = r.s
 		WHERE o.status = 'sending'
@@ -102,7 +113,8 @@ LANGUAGE sql AS $$
 		WHERE o.instance_id = c.instance_id AND o.seq = c.seq
 		-- carry what the state update needs: joining cur again would be a
 		-- nested loop over two CTE scans (the planner cannot size them)
-		RETURNING o.instance_id, o.seq, c.outcome, o.next_attempt_at, c.now, c.delay_message_s, c.due_at
+		RETURNING o.instance_id, o.seq, c.outcome, o.next_attempt_at, c.now, c.delay_message_s, c.due_at,
+		          o.created_at
 	), msg AS (
 		INSERT INTO pgwa.messages (instance_id, tenant_id, direction, broker_message_id, outbox_seq,
 		                           remote, type, content, status, source)
@@ -129,20 +141,51 @@ LANGUAGE sql AS $$
 		FROM upd u
 		JOIN pgwa.instances i ON i.id = u.instance_id
 		WHERE s.instance_id = u.instance_id
+	), counts AS (
+		-- one row per (instance, type) of the batch: ON CONFLICT may touch a row once
+		INSERT INTO pgwa.delivery_counts AS d (instance_id, type, sent, retried, dead,
+		       fail_timeout, fail_connect, fail_http_4xx, fail_http_5xx, fail_http_429,
+		       fail_disconnected, fail_other)
+		SELECT c.instance_id, c.type,
+		       count(*) FILTER (WHERE c.outcome IN ('sent', 'dryrun')),
+		       count(*) FILTER (WHERE c.outcome = 'retry'),
+		       count(*) FILTER (WHERE c.outcome = 'dead'),
+		       count(*) FILTER (WHERE c.class = 'timeout'),
+		       count(*) FILTER (WHERE c.class = 'connect'),
+		       count(*) FILTER (WHERE c.class = 'http_4xx'),
+		       count(*) FILTER (WHERE c.class = 'http_5xx'),
+		       count(*) FILTER (WHERE c.class = 'http_429'),
+		       count(*) FILTER (WHERE c.class = 'disconnected'),
+		       count(*) FILTER (WHERE c.class = 'other')
+		FROM cur c GROUP BY c.instance_id, c.type
+		ON CONFLICT (instance_id, type) DO UPDATE
+		SET sent = d.sent + excluded.sent, retried = d.retried + excluded.retried,
+		    dead = d.dead + excluded.dead, fail_timeout = d.fail_timeout + excluded.fail_timeout,
+		    fail_connect = d.fail_connect + excluded.fail_connect,
+		    fail_http_4xx = d.fail_http_4xx + excluded.fail_http_4xx,
+		    fail_http_5xx = d.fail_http_5xx + excluded.fail_http_5xx,
+		    fail_http_429 = d.fail_http_429 + excluded.fail_http_429,
+		    fail_disconnected = d.fail_disconnected + excluded.fail_disconnected,
+		    fail_other = d.fail_other + excluded.fail_other
 	)
-	SELECT u.instance_id, u.seq, u.outcome FROM upd u
+	SELECT u.instance_id, u.seq, u.outcome,
+	       CASE WHEN u.outcome IN ('sent', 'dryrun')
+	            THEN extract(epoch FROM u.now - u.created_at)::double precision END
+	FROM upd u
 $$;
 
 -- Records the outcome of one attempt (see _complete_batch); 'stale' when the
 -- message is no longer being sent.
 CREATE FUNCTION pgwa._complete(p_instance uuid, p_seq bigint, p_outcome text, p_http_status int,
                                p_broker_id text, p_error text, p_started_at timestamptz,
-                               p_duration_ms double precision, p_retry_after_ms int)
+                               p_duration_ms double precision, p_retry_after_ms int,
+                               p_error_class text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql AS $$
 	SELECT coalesce((SELECT b.outcome FROM pgwa._complete_batch(jsonb_build_array(jsonb_build_object(
 		'i', p_instance, 's', p_seq, 'o', p_outcome, 'h', p_http_status, 'b', p_broker_id,
-		'e', p_error, 't', p_started_at, 'd', p_duration_ms, 'r', p_retry_after_ms))) b), 'stale')
+		'e', p_error, 't', p_started_at, 'd', p_duration_ms, 'r', p_retry_after_ms,
+		'c', p_error_class))) b), 'stale')
 $$;
 
 -- Gives back messages whose lease expired (their dispatcher died or lost

@@ -1,5 +1,5 @@
 -------------------------------------------------------------------------------
--- Operational HTTP routes: /healthz (and later /metrics, /ready).
+-- Operational HTTP routes: /healthz, /metrics (and later /ready).
 -------------------------------------------------------------------------------
 CREATE FUNCTION pgwa._http_healthz() RETURNS pgwa.http_response
 LANGUAGE plpgsql STABLE AS $$
@@ -28,6 +28,17 @@ BEGIN
 			'status', v_status, 'disabled', m.mode = 'disabled', 'metrics', v_metrics))));
 END $$;
 
+-- Prometheus scrape. It names every tenant's instances, so it needs an admin
+-- key (Prometheus: authorization: {credentials: <admin key>}).
+CREATE FUNCTION pgwa._http_metrics(p_headers jsonb) RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pgwa._require_admin(p_headers);
+	RETURN ROW(200, jsonb_build_object('Content-Type', 'text/plain; version=0.0.4; charset=utf-8',
+	                                   'Cache-Control', 'no-store'),
+	           pgwa.metrics())::pgwa.http_response;
+END $$;
+
 -- Operational routes at the top level.
 CREATE FUNCTION pgwa._route_ops(p_method text, p_seg text[], p_query jsonb, p_headers jsonb, p_body text)
 RETURNS pgwa.http_response
@@ -36,6 +47,12 @@ BEGIN
 	IF array_length(p_seg, 1) = 1 AND p_seg[1] = 'healthz' THEN
 		IF p_method IN ('GET', 'HEAD') THEN
 			RETURN pgwa._http_healthz();
+		END IF;
+		RETURN pgwa._not_allowed(p_method, 'GET');
+	END IF;
+	IF array_length(p_seg, 1) = 1 AND p_seg[1] = 'metrics' THEN
+		IF p_method IN ('GET', 'HEAD') THEN
+			RETURN pgwa._http_metrics(p_headers);
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'GET');
 	END IF;
