@@ -22,6 +22,7 @@ INSERT INTO pgwa.error_codes VALUES
 	('PW411', 'MESSAGE_NOT_CANCELABLE',  409),
 	('PW412', 'ALREADY_EXISTS',          409),
 	('PW413', 'PAYLOAD_TOO_LARGE',       413),
+	('PW414', 'MESSAGE_NOT_REPLAYABLE',  409),
 	('PW422', 'UNPROCESSABLE',           422),
 	('PW423', 'WINDOW_CLOSED',           422),
 	('PW429', 'RATE_LIMITED',            429),

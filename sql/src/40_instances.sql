@@ -26,13 +26,14 @@ BEGIN
 	IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
 		PERFORM pgwa._raise('PW400', 'options must be a JSON object', 'options');
 	END IF;
-	BEGIN
-		v_min := coalesce((p_options->>'delay_min_ms')::int, 1000);
-		v_max := coalesce((p_options->>'delay_max_ms')::int, greatest(v_min, 3000));
-		v_attempts := coalesce((p_options->>'max_attempts')::int, 5);
-	EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
-		PERFORM pgwa._raise('PW400', 'delay_min_ms, delay_max_ms and max_attempts must be integers', 'options');
-	END;
+	PERFORM pgwa._raise('PW400', format('%s must be an integer', k), k)
+	FROM unnest(ARRAY['delay_min_ms', 'delay_max_ms', 'max_attempts']) k
+	WHERE p_options ? k AND jsonb_typeof(p_options->k) <> 'null'
+	  AND (jsonb_typeof(p_options->k) <> 'number' OR (p_options->>k)::numeric <> trunc((p_options->>k)::numeric)
+	       OR abs((p_options->>k)::numeric) > 2147483647);
+	v_min := coalesce((p_options->>'delay_min_ms')::int, 1000);
+	v_max := coalesce((p_options->>'delay_max_ms')::int, greatest(v_min, 3000));
+	v_attempts := coalesce((p_options->>'max_attempts')::int, 5);
 	IF v_min NOT BETWEEN 0 AND 600000 OR v_max NOT BETWEEN v_min AND 600000 THEN
 		PERFORM pgwa._raise('PW400', 'delays must satisfy 0 <= delay_min_ms <= delay_max_ms <= 600000', 'delay_min_ms');
 	END IF;

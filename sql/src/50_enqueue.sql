@@ -6,6 +6,9 @@
 -- delayMessage (1-15 s) and messageId (used as idempotency key when
 -- p_idempotency_key is NULL). The same key with the same message returns
 -- the message already queued; with a different message it is a PW409.
+-- An instance without what its provider needs (base_url, api_key, for meta
+-- settings.phone_number_id) refuses messages with a PW503 naming the field;
+-- the Cloud API (meta) takes neither polls nor JID recipients.
 CREATE FUNCTION pgwa.enqueue(p_instance uuid, p_message jsonb, p_idempotency_key text DEFAULT NULL)
 RETURNS TABLE (message_id uuid, status text, seq bigint, scheduled_for timestamptz, created boolean)
 LANGUAGE plpgsql AS $$
@@ -19,11 +22,27 @@ DECLARE
 	v_due      timestamptz;
 	v_seq      bigint;
 	v_existing record;
+	v_missing  text;
 BEGIN
 	v_msg := pgwa.normalize_message(p_message);
 	SELECT * INTO v_inst FROM pgwa.instances WHERE id = p_instance;
 	IF NOT FOUND THEN
 		PERFORM pgwa._raise('PW404', 'instance not found', 'instance_id');
+	END IF;
+	-- Refuse at once what the dispatcher could never send.
+	IF NOT pgwa._instance_configured(v_inst) THEN
+		v_missing := CASE WHEN v_inst.base_url IS NULL THEN 'base_url'
+		                  WHEN coalesce(v_inst.broker_api_key, '') = '' THEN 'api_key'
+		                  ELSE 'settings.phone_number_id' END;
+		PERFORM pgwa._raise('PW503', format('the instance is not configured to send: %s is missing', v_missing),
+		                    v_missing);
+	END IF;
+	IF v_inst.provider = 'meta' THEN
+		IF v_msg->>'type' = 'poll' THEN
+			PERFORM pgwa._raise('PW400', 'the Cloud API has no polls', 'type');
+		ELSIF strpos(v_msg->>'to', '@') > 0 THEN
+			PERFORM pgwa._raise('PW400', 'the Cloud API sends to phone numbers only, not to JIDs', 'to');
+		END IF;
 	END IF;
 
 	v_key := coalesce(p_idempotency_key, v_msg->>'messageId');

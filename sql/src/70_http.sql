@@ -238,6 +238,84 @@ LANGUAGE sql STABLE AS $$
 	FROM pgwa.instances i WHERE i.tenant_id = p_tenant
 $$;
 
+-- The tenant's message named in the path; another tenant's is not found.
+CREATE FUNCTION pgwa._tenant_message(p_tenant uuid, p_id text) RETURNS uuid
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	v uuid;
+BEGIN
+	SELECT o.id INTO v FROM pgwa.outbox o
+	WHERE o.id = pgwa._uuid_or_null(p_id) AND o.tenant_id = p_tenant;
+	IF v IS NULL THEN
+		PERFORM pgwa._raise('PW404', 'message not found', 'message_id');
+	END IF;
+	RETURN v;
+END $$;
+
+-- An integer query parameter (p_default when absent or empty), or a 400
+-- naming it. Ranges are checked by the function the value is for.
+CREATE FUNCTION pgwa._query_int(p_query jsonb, p_key text, p_default int) RETURNS int
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	v text := btrim(p_query->>p_key);
+BEGIN
+	IF v IS NULL OR v = '' THEN
+		RETURN p_default;
+	END IF;
+	IF v !~ '^[-+]?[0-9]{1,9}$' THEN
+		PERFORM pgwa._raise('PW400', format('%s must be an integer', p_key), p_key);
+	END IF;
+	RETURN v::int;
+END $$;
+
+-- GET /v1/instances/{id}/queue?status=a,b&type=&limit=&offset=
+CREATE FUNCTION pgwa._http_queue_list(p_instance uuid, p_query jsonb) RETURNS pgwa.http_response
+LANGUAGE sql STABLE AS $$
+	SELECT pgwa._reply(200, pgwa.queue_list(
+		p_instance,
+		(SELECT array_agg(btrim(s)) FROM unnest(string_to_array(p_query->>'status', ',')) s
+		 WHERE btrim(s) <> ''),
+		nullif(btrim(p_query->>'type'), ''),
+		pgwa._query_int(p_query, 'limit', 50),
+		pgwa._query_int(p_query, 'offset', 0)))
+$$;
+
+-- DELETE /v1/instances/{id}/queue[?olderThan=ISO time]
+CREATE FUNCTION pgwa._http_queue_purge(p_instance uuid, p_query jsonb) RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_older timestamptz;
+	n int;
+BEGIN
+	IF coalesce(btrim(p_query->>'olderThan'), '') <> '' THEN
+		BEGIN
+			v_older := (p_query->>'olderThan')::timestamptz;
+		EXCEPTION WHEN data_exception THEN
+			PERFORM pgwa._raise('PW400', 'olderThan must be an ISO 8601 timestamp', 'olderThan');
+		END;
+	END IF;
+	n := pgwa.queue_purge(p_instance, v_older);
+	RETURN pgwa._reply(200, jsonb_build_object('canceled', n,
+	                                           'queueLength', pgwa._queue_length(p_instance)));
+END $$;
+
+-- GET /v1/instances/{id}/dead-letters?limit=&offset=
+CREATE FUNCTION pgwa._http_dead_letters(p_instance uuid, p_query jsonb) RETURNS pgwa.http_response
+LANGUAGE sql STABLE AS $$
+	SELECT pgwa._reply(200, pgwa.dead_letters(p_instance, pgwa._query_int(p_query, 'limit', 50),
+	                                          pgwa._query_int(p_query, 'offset', 0)))
+$$;
+
+-- POST /v1/instances/{id}/dead-letters/replay
+CREATE FUNCTION pgwa._http_replay_dead_letters(p_instance uuid) RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	n int := pgwa.replay_dead_letters(p_instance);
+BEGIN
+	RETURN pgwa._reply(200, jsonb_build_object('replayed', n,
+	                                           'queueLength', pgwa._queue_length(p_instance)));
+END $$;
+
 -------------------------------------------------------------------------------
 -- The router. _route dispatches on the first path segment to one sub-router
 -- per area (each in its own file); a sub-router returns NULL when no route of
@@ -287,13 +365,38 @@ BEGIN
 				RETURN pgwa._http_set_connection(pgwa._tenant_instance(v_tenant, p_seg[3]), p_body);
 			END IF;
 			RETURN pgwa._not_allowed(p_method, 'PUT');
+		ELSIF n = 4 AND p_seg[4] = 'queue' THEN
+			IF p_method = 'GET' THEN
+				RETURN pgwa._http_queue_list(pgwa._tenant_instance(v_tenant, p_seg[3]), p_query);
+			ELSIF p_method = 'DELETE' THEN
+				RETURN pgwa._http_queue_purge(pgwa._tenant_instance(v_tenant, p_seg[3]), p_query);
+			END IF;
+			RETURN pgwa._not_allowed(p_method, 'GET, DELETE');
+		ELSIF n = 4 AND p_seg[4] = 'dead-letters' THEN
+			IF p_method = 'GET' THEN
+				RETURN pgwa._http_dead_letters(pgwa._tenant_instance(v_tenant, p_seg[3]), p_query);
+			END IF;
+			RETURN pgwa._not_allowed(p_method, 'GET');
+		ELSIF n = 5 AND p_seg[4] = 'dead-letters' AND p_seg[5] = 'replay' THEN
+			IF p_method = 'POST' THEN
+				RETURN pgwa._http_replay_dead_letters(pgwa._tenant_instance(v_tenant, p_seg[3]));
+			END IF;
+			RETURN pgwa._not_allowed(p_method, 'POST');
 		END IF;
-	ELSIF n = 3 AND p_seg[2] = 'messages' THEN
+	ELSIF p_seg[2] = 'messages' AND n = 3 THEN
 		v_tenant := pgwa._require_tenant(p_headers);
 		IF p_method = 'GET' THEN
 			RETURN pgwa._http_get_message(v_tenant, p_seg[3]);
+		ELSIF p_method = 'DELETE' THEN
+			RETURN pgwa._reply(200, pgwa.cancel(pgwa._tenant_message(v_tenant, p_seg[3])));
 		END IF;
-		RETURN pgwa._not_allowed(p_method, 'GET');
+		RETURN pgwa._not_allowed(p_method, 'GET, DELETE');
+	ELSIF p_seg[2] = 'messages' AND n = 4 AND p_seg[4] = 'replay' THEN
+		v_tenant := pgwa._require_tenant(p_headers);
+		IF p_method = 'POST' THEN
+			RETURN pgwa._reply(200, pgwa.replay(pgwa._tenant_message(v_tenant, p_seg[3])));
+		END IF;
+		RETURN pgwa._not_allowed(p_method, 'POST');
 	END IF;
 	RETURN NULL;
 END $$;

@@ -5,7 +5,9 @@ CREATE FUNCTION pgwa._http_healthz() RETURNS pgwa.http_response
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
 	m record;
-	v_pid int := pgwa.dispatcher_pid();
+	-- the dispatcher is cluster-wide but serves one database: ours?
+	v_pid int := CASE WHEN current_setting('pgwa.database', true) = current_database()
+	                  THEN pgwa.dispatcher_pid() END;
 	v_status text;
 	v_metrics jsonb;
 BEGIN
