@@ -236,16 +236,23 @@ copy_col(HeapTuple tup, TupleDesc desc, int col)
 	return v ? pstrdup(v) : NULL;
 }
 
+/* A claimed message and the memory context holding it. */
+typedef struct claim
+{
+	claimed_message msg;
+	MemoryContext cxt;
+} claim;
+
 /*
- * Claims up to `room` messages and starts them. Returns the results of
- * those that finished at once (dry run, unsendable), and sets *next_due to
- * when the next message will be due (0 if none is pending).
+ * Claims up to `room` messages in one transaction, and sets *next_due to when
+ * the next message will be due (0 if none is pending). Each claim lives in
+ * its own context under loop_cxt, so a failed transaction frees them all.
  */
 static List *
-claim_and_start(int room, bool dryrun, MemoryContext loop_cxt, TimestampTz *next_due)
+claim_messages(int room, MemoryContext loop_cxt, TimestampTz *next_due)
 {
 	Datum		args[2];
-	List	   *immediate = NIL;
+	List	   *claims = NIL;
 	uint64		n;
 	bool		isnull;
 	Datum		d;
@@ -261,36 +268,25 @@ claim_and_start(int room, bool dryrun, MemoryContext loop_cxt, TimestampTz *next
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pgwa transfer",
+		MemoryContext cxt = AllocSetContextCreate(loop_cxt, "pgwa transfer",
 												  ALLOCSET_SMALL_SIZES);
 		MemoryContext old = MemoryContextSwitchTo(cxt);
-		claimed_message msg;
-		char	   *settings;
-		char	   *payload;
-		transfer_result *r;
+		claim	   *c = palloc0(sizeof(claim));
 
-		memset(&msg, 0, sizeof(msg));
-		msg.instance_id = copy_col(tup, desc, 1);
-		msg.seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		msg.message_id = copy_col(tup, desc, 3);
-		msg.attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		msg.provider = copy_col(tup, desc, 5);
-		msg.base_url = copy_col(tup, desc, 6);
-		msg.api_key = copy_col(tup, desc, 7);
-		msg.broker_instance_id = copy_col(tup, desc, 8);
-		settings = copy_col(tup, desc, 9);
-		payload = copy_col(tup, desc, 10);
-		msg.settings = json_loads(settings, 0, NULL);
-		msg.payload = json_loads(payload, 0, NULL);
+		c->cxt = cxt;
+		c->msg.instance_id = copy_col(tup, desc, 1);
+		c->msg.seq = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		c->msg.message_id = copy_col(tup, desc, 3);
+		c->msg.attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		c->msg.provider = copy_col(tup, desc, 5);
+		c->msg.base_url = copy_col(tup, desc, 6);
+		c->msg.api_key = copy_col(tup, desc, 7);
+		c->msg.broker_instance_id = copy_col(tup, desc, 8);
+		c->msg.settings = json_loads(copy_col(tup, desc, 9), 0, NULL);
+		c->msg.payload = json_loads(copy_col(tup, desc, 10), 0, NULL);
+		MemoryContextSwitchTo(loop_cxt);
+		claims = lappend(claims, c);
 		MemoryContextSwitchTo(old);
-
-		r = transfer_start(&msg, cxt, dryrun, loop_cxt);
-		if (r != NULL)
-		{
-			old = MemoryContextSwitchTo(loop_cxt);
-			immediate = lappend(immediate, r);
-			MemoryContextSwitchTo(old);
-		}
 	}
 
 	*next_due = 0;
@@ -302,7 +298,121 @@ claim_and_start(int room, bool dryrun, MemoryContext loop_cxt, TimestampTz *next
 			*next_due = DatumGetTimestampTz(d);
 	}
 	end_xact();
+	return claims;
+}
+
+/*
+ * Starts the transfers of committed claims (never before the commit: a claim
+ * rolled back after its request went out would be sent twice). Returns the
+ * results of those that finish at once (dry run, unsendable).
+ */
+static List *
+start_transfers(List *claims, bool dryrun, MemoryContext loop_cxt)
+{
+	List	   *immediate = NIL;
+	ListCell   *lc;
+
+	foreach(lc, claims)
+	{
+		claim	   *c = lfirst(lc);
+		transfer_result *r;
+
+		/* The transfer owns the context from now on. */
+		MemoryContextSetParent(c->cxt, TopMemoryContext);
+		r = transfer_start(&c->msg, c->cxt, dryrun, loop_cxt);
+		if (r != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+			immediate = lappend(immediate, r);
+			MemoryContextSwitchTo(old);
+		}
+	}
 	return immediate;
+}
+
+static bool
+is_transient(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		sqlerrcode == ERRCODE_QUERY_CANCELED;
+}
+
+/*
+ * Runs step in its own transaction. A transient error (a deadlock with a
+ * client transaction, say) rolls it back and, when retry is set, tries again
+ * a few times; false means the step did not happen. Other errors end the
+ * worker: the postmaster starts it again and leases bring claims back.
+ */
+static bool
+run_step(void (*step) (void *), void *arg, const char *what, bool retry)
+{
+	for (volatile int attempt = 1;; attempt++)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		volatile bool done = false;
+		ErrorData  *volatile edata = NULL;
+
+		PG_TRY();
+		{
+			step(arg);
+			done = true;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_END_TRY();
+		if (done)
+			return true;
+		if (!is_transient(edata->sqlerrcode) || (retry && attempt >= 5))
+			ereport(ERROR,
+					(errcode(edata->sqlerrcode),
+					 errmsg("pgwa dispatcher: %s failed: %s", what, edata->message)));
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pgwa dispatcher: %s failed (%s)%s", what, edata->message,
+						retry ? "; retrying" : "")));
+		FreeErrorData(edata);
+		if (!retry)
+			return false;
+		pg_usleep(20000L * attempt);
+	}
+}
+
+static void
+record_step(void *arg)
+{
+	record_results((List *) arg);
+}
+
+typedef struct claim_args
+{
+	int			room;
+	MemoryContext loop_cxt;
+	TimestampTz *next_due;
+	List	   *claims;
+} claim_args;
+
+static void
+claim_step(void *arg)
+{
+	claim_args *a = arg;
+
+	a->claims = claim_messages(a->room, a->loop_cxt, a->next_due);
+}
+
+/* Results are never dropped: transient failures are retried. */
+static void
+record_reliably(List *results)
+{
+	run_step(record_step, results, "recording results", true);
 }
 
 static long
@@ -361,7 +471,7 @@ pgwa_dispatcher_main(Datum main_arg)
 		results = transfers_collect(loop_cxt);
 		if (results != NIL)
 		{
-			record_results(results);
+			record_reliably(results);
 			/* Freed instances may have more to send. */
 			claim_wanted = true;
 		}
@@ -373,16 +483,21 @@ pgwa_dispatcher_main(Datum main_arg)
 		if (mode != PGWA_MODE_DISABLED && claim_wanted &&
 			transfers_in_flight() < pgwa_max_in_flight)
 		{
-			List	   *immediate;
+			claim_args ca = {pgwa_max_in_flight - transfers_in_flight(), loop_cxt, &next_due, NIL};
 
 			claim_wanted = false;
-			immediate = claim_and_start(pgwa_max_in_flight - transfers_in_flight(),
-										mode == PGWA_MODE_DRYRUN, loop_cxt, &next_due);
-			if (immediate != NIL)
+			if (!run_step(claim_step, &ca, "claiming", false))
+				claim_wanted = true;	/* try again next round */
+			else if (ca.claims != NIL)
 			{
-				record_results(immediate);
-				claim_wanted = true;
-				continue;
+				List	   *immediate = start_transfers(ca.claims, mode == PGWA_MODE_DRYRUN, loop_cxt);
+
+				if (immediate != NIL)
+				{
+					record_reliably(immediate);
+					claim_wanted = true;
+					continue;
+				}
 			}
 		}
 

@@ -222,3 +222,10 @@ LANGUAGE sql STABLE AS $$
 	SELECT min(greatest(s.head_due, s.not_before)) FROM pgwa.instance_state s
 	WHERE s.head_due IS NOT NULL AND s.inflight_seq IS NULL AND s.connection_state <> 'disconnected'
 $$;
+
+-- Whether the dispatcher is running and serving this database.
+CREATE FUNCTION pgwa._dispatcher_serves_here() RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+	SELECT pgwa.dispatcher_pid() IS NOT NULL
+	       AND current_setting('pgwa.database', true) IS NOT DISTINCT FROM current_database()
+$$;

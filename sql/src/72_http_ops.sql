@@ -6,8 +6,7 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
 	m record;
 	-- the dispatcher is cluster-wide but serves one database: ours?
-	v_pid int := CASE WHEN current_setting('pgwa.database', true) = current_database()
-	                  THEN pgwa.dispatcher_pid() END;
+	v_pid int := CASE WHEN pgwa._dispatcher_serves_here() THEN pgwa.dispatcher_pid() END;
 	v_status text;
 	v_metrics jsonb;
 BEGIN

@@ -14,13 +14,6 @@
 CREATE FUNCTION pgwa._metrics_shared(p_served boolean) RETURNS text
 	AS 'MODULE_PATHNAME', 'pgwa_metrics_shared' LANGUAGE C VOLATILE STRICT;
 
--- Whether the dispatcher is running and serving this database.
-CREATE FUNCTION pgwa._dispatcher_serves_here() RETURNS boolean
-LANGUAGE sql VOLATILE AS $$
-	SELECT pgwa.dispatcher_pid() IS NOT NULL
-	       AND current_setting('pgwa.database', true) IS NOT DISTINCT FROM current_database()
-$$;
-
 -- A label value as the format wants it: backslash, double quote and line
 -- feed escaped.
 CREATE FUNCTION pgwa._prom_escape(p text) RETURNS text
