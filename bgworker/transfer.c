@@ -252,7 +252,8 @@ finish(transfer *t, CURLcode code, MemoryContext result_cxt)
 
 		if (t->ops->is_disconnected(status, body))
 			outcome = "disconnected";
-		else if (status == 408 || status == 425 || status == 429 || status >= 500)
+		else if (status == 408 || status == 425 || status == 429 || status >= 500 ||
+				 (body && t->ops->is_transient && t->ops->is_transient(status, body)))
 			outcome = "retry";
 		else
 			outcome = "dead";
@@ -370,6 +371,26 @@ json_str(json_t *obj, const char *key)
 	json_t	   *v = obj ? json_object_get(obj, key) : NULL;
 
 	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/*
+ * The phone number of a recipient written as digits or as a user JID
+ * (digits@s.whatsapp.net, maybe with a :device suffix), or NULL for a
+ * group, LID or other JID that names no phone number.
+ */
+char *
+provider_phone_digits(const char *to)
+{
+	size_t		n = strspn(to, "0123456789");
+	const char *rest = to + n;
+
+	if (n == 0)
+		return NULL;
+	if (*rest == ':')
+		rest += 1 + strspn(rest + 1, "0123456789");
+	if (*rest != '\0' && strcmp(rest, "@s.whatsapp.net") != 0)
+		return NULL;
+	return pnstrdup(to, n);
 }
 
 char *
