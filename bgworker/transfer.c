@@ -15,6 +15,8 @@
 #include "transfer.h"
 
 #define MAX_RESPONSE_BYTES (1024 * 1024)
+/* A request ends at least this long before its claim's lease does. */
+#define LEASE_MARGIN_MS 2000L
 
 typedef struct transfer
 {
@@ -189,7 +191,13 @@ transfer_start(const claimed_message *msg, MemoryContext cxt, bool dryrun,
 	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, t->req.body);
 	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(t->req.body));
 	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req.headers);
-	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long) pgwa_http_timeout_ms);
+	/*
+	 * Never outlive the claim: once its lease expires the message is given
+	 * back and sent again, and two requests would be in flight for it.
+	 */
+	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS,
+					 Min((long) pgwa_http_timeout_ms,
+						 Max(pgwa_lease_s * 1000L - LEASE_MARGIN_MS, 1000L)));
 	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) pgwa_connect_timeout_ms);
 	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -308,7 +316,10 @@ transfers_wait(int timeout_ms)
 {
 	int			numfds;
 
-	/* A signal (latch wake-up, SIGTERM) interrupts the poll early. */
+	/*
+	 * SIGTERM interrupts the poll; a latch wake-up does not (SetLatch only
+	 * signals a process sleeping in WaitLatch), so callers keep it short.
+	 */
 	curl_multi_poll(multi, NULL, 0, Max(timeout_ms, 0), &numfds);
 }
 

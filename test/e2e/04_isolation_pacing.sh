@@ -100,3 +100,23 @@ is "$(j '.attempt_log[0].outcome')" retry "A's first attempt is recorded as a re
 ok "its error names the timeout" bash -c "grep -qi 'timeout\|timed out' <<< '$(j '.attempt_log[0].error')'"
 ok "C's message is sent once its broker answers" wait_for 20 all_sent "$MC"
 echo "# A and C recovered $(( $(date +%s) - T_RECOVER )) s after their brokers did"
+
+# --- A request never outlives its claim -------------------------------------------
+# With a lease shorter than the request timeout, the request is cut short
+# before its claim expires, so the message is never given back and sent a
+# second time while its first request is still in flight.
+set_guc pgwa.lease 5
+set_guc pgwa.http_timeout 60s
+L=$(new_instance "$KEY" lease-1)
+mock /__mock/rules POST '{"rules":[{"path_prefix":"/instances/lease-1/","responses":[{"delay_ms":30000}],"then":"repeat_last"}]}' >/dev/null
+ML=$(send "$L" '{"to":"5511900000406","text":"slow broker, short lease"}')
+first_attempt() { sql "SELECT a.outcome || ':' || coalesce((a.duration_ms < 5000)::text, 'no result') FROM pgwa.attempts a JOIN pgwa.outbox o USING (instance_id, seq)
+                       WHERE o.id = '$ML' ORDER BY a.attempt, a.started_at LIMIT 1"; }
+has_attempt() { [ -n "$(first_attempt)" ]; }
+ok "the hung request ends" wait_for 15 has_attempt
+is "$(first_attempt)" "retry:true" "it timed out within its 5 s lease: a retry, not a claim given back"
+is "$(count /instances/lease-1/)" 1 "no second request was made while the first was in flight"
+mock /__mock/rules DELETE >/dev/null
+reset_guc pgwa.lease
+reset_guc pgwa.http_timeout
+ok "the message is sent once its broker answers" wait_for 15 all_sent "$ML"
