@@ -57,6 +57,13 @@ typedef struct provider_ops
 
 	/* Whether an error answer means the WhatsApp instance is offline. */
 	bool		(*is_disconnected) (long status, json_t *body);
+
+	/*
+	 * Optional: whether an error answer is transient whatever its status
+	 * (some brokers report throttling as a 400). 408, 425, 429 and 5xx are
+	 * always transient.
+	 */
+	bool		(*is_transient) (long status, json_t *body);
 } provider_ops;
 
 extern const provider_ops provider_broker;
@@ -70,5 +77,6 @@ extern struct curl_slist *provider_add_header(struct curl_slist *list, const cha
 											  const char *value);
 extern const char *json_str(json_t *obj, const char *key);
 extern char *provider_dump(json_t *body);
+extern char *provider_phone_digits(const char *to);
 
 #endif							/* PGWA_PROVIDER_H */

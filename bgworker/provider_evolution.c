@@ -74,11 +74,14 @@ evolution_build(const claimed_message *msg, provider_request *req)
 	{
 		json_t	   *c = json_object_get(p, "contact");
 		json_t	   *card = json_object();
+		const char *phone = provider_phone_digits(json_str(c, "phone"));
 
+		if (phone == NULL)
+			return "Evolution API shares contacts by phone number only";
 		endpoint = "sendContact";
 		json_object_set(card, "fullName", json_object_get(c, "name"));
-		json_object_set(card, "wuid", json_object_get(c, "phone"));
-		json_object_set(card, "phoneNumber", json_object_get(c, "phone"));
+		json_object_set_new(card, "wuid", json_string(phone));
+		json_object_set_new(card, "phoneNumber", json_string(psprintf("+%s", phone)));
 		json_object_set_new(body, "contact", json_pack("[o]", card));
 	}
 	else if (strcmp(type, "reaction") == 0)

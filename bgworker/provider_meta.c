@@ -31,15 +31,15 @@ meta_build(const claimed_message *msg, provider_request *req)
 	json_t	   *p = msg->payload;
 	json_t	   *body = json_object();
 	const char *type = json_str(p, "type");
-	const char *to = json_str(p, "to");
+	const char *to = provider_phone_digits(json_str(p, "to"));
 	const char *phone_id = json_str(msg->settings, "phone_number_id");
 	const char *version = json_str(msg->settings, "api_version");
 	const char *quoted = json_str(p, "quotedMessageId");
 
 	if (phone_id == NULL)
 		return "instance settings lack phone_number_id";
-	if (strchr(to, '@') != NULL)
-		return "the Cloud API sends to phone numbers only, not to JIDs";
+	if (to == NULL)
+		return "the Cloud API sends to phone numbers only, not to group or LID JIDs";
 
 	json_object_set_new(body, "messaging_product", json_string("whatsapp"));
 	json_object_set_new(body, "recipient_type", json_string("individual"));
@@ -93,7 +93,10 @@ meta_build(const claimed_message *msg, provider_request *req)
 	else if (strcmp(type, "contact") == 0)
 	{
 		json_t	   *c = json_object_get(p, "contact");
-		const char *phone = json_str(c, "phone");
+		const char *phone = provider_phone_digits(json_str(c, "phone"));
+
+		if (phone == NULL)
+			return "the Cloud API shares contacts by phone number only";
 
 		json_object_set_new(body, "type", json_string("contacts"));
 		json_object_set_new(body, "contacts",
@@ -159,10 +162,46 @@ meta_is_disconnected(long status, json_t *body)
 	return false;
 }
 
+/*
+ * Graph reports throttling and passing outages with HTTP 400 as often as
+ * with 429 or 5xx; its error code (or is_transient) tells them apart from
+ * permanent errors.
+ */
+static bool
+meta_is_transient(long status, json_t *body)
+{
+	json_t	   *err = json_object_get(body, "error");
+	json_t	   *code;
+
+	if (!json_is_object(err))
+		return false;
+	if (json_is_true(json_object_get(err, "is_transient")))
+		return true;
+	code = json_object_get(err, "code");
+	if (!json_is_integer(code))
+		return false;
+	switch (json_integer_value(code))
+	{
+		case 1:					/* API Unknown: possibly a server error */
+		case 2:					/* API Service: temporary downtime */
+		case 4:					/* API Too Many Calls */
+		case 80007:				/* rate limit issues */
+		case 130429:			/* throughput rate limit hit */
+		case 131000:			/* something went wrong */
+		case 131016:			/* service unavailable */
+		case 131056:			/* pair rate limit hit */
+		case 133004:			/* server temporarily unavailable */
+			return true;
+		default:
+			return false;
+	}
+}
+
 const provider_ops provider_meta = {
 	.name = "meta",
 	.build = meta_build,
 	.parse_id = meta_parse_id,
 	.parse_error = meta_parse_error,
 	.is_disconnected = meta_is_disconnected,
+	.is_transient = meta_is_transient,
 };

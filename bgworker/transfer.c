@@ -15,6 +15,8 @@
 #include "transfer.h"
 
 #define MAX_RESPONSE_BYTES (1024 * 1024)
+/* A request ends at least this long before its claim's lease does. */
+#define LEASE_MARGIN_MS 2000L
 
 typedef struct transfer
 {
@@ -189,7 +191,13 @@ transfer_start(const claimed_message *msg, MemoryContext cxt, bool dryrun,
 	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, t->req.body);
 	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(t->req.body));
 	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req.headers);
-	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long) pgwa_http_timeout_ms);
+	/*
+	 * Never outlive the claim: once its lease expires the message is given
+	 * back and sent again, and two requests would be in flight for it.
+	 */
+	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS,
+					 Min((long) pgwa_http_timeout_ms,
+						 Max(pgwa_lease_s * 1000L - LEASE_MARGIN_MS, 1000L)));
 	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) pgwa_connect_timeout_ms);
 	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -278,7 +286,8 @@ finish(transfer *t, CURLcode code, MemoryContext result_cxt)
 
 		if (t->ops->is_disconnected(status, body))
 			outcome = "disconnected";
-		else if (status == 408 || status == 425 || status == 429 || status >= 500)
+		else if (status == 408 || status == 425 || status == 429 || status >= 500 ||
+				 (body && t->ops->is_transient && t->ops->is_transient(status, body)))
 			outcome = "retry";
 		else
 			outcome = "dead";
@@ -335,7 +344,10 @@ transfers_wait(int timeout_ms)
 {
 	int			numfds;
 
-	/* A signal (latch wake-up, SIGTERM) interrupts the poll early. */
+	/*
+	 * SIGTERM interrupts the poll; a latch wake-up does not (SetLatch only
+	 * signals a process sleeping in WaitLatch), so callers keep it short.
+	 */
 	curl_multi_poll(multi, NULL, 0, Max(timeout_ms, 0), &numfds);
 }
 
@@ -398,6 +410,26 @@ json_str(json_t *obj, const char *key)
 	json_t	   *v = obj ? json_object_get(obj, key) : NULL;
 
 	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/*
+ * The phone number of a recipient written as digits or as a user JID
+ * (digits@s.whatsapp.net, maybe with a :device suffix), or NULL for a
+ * group, LID or other JID that names no phone number.
+ */
+char *
+provider_phone_digits(const char *to)
+{
+	size_t		n = strspn(to, "0123456789");
+	const char *rest = to + n;
+
+	if (n == 0)
+		return NULL;
+	if (*rest == ':')
+		rest += 1 + strspn(rest + 1, "0123456789");
+	if (*rest != '\0' && strcmp(rest, "@s.whatsapp.net") != 0)
+		return NULL;
+	return pnstrdup(to, n);
 }
 
 char *
