@@ -140,12 +140,20 @@ prepare_plans(void)
 	end_xact();
 }
 
-static void
+/* Gives back claims whose lease expired; returns how many. */
+static int
 release_expired_leases(void)
 {
+	int			released = 0;
+	bool		isnull;
+
 	begin_xact("pgwa: releasing expired leases");
-	SPI_execute("SELECT pgwa._release_leases(false)", false, 0);
+	if (SPI_execute("SELECT pgwa._release_leases(false)", false, 0) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+		released = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   1, &isnull));
 	end_xact();
+	return released;
 }
 
 static void
@@ -504,7 +512,9 @@ pgwa_dispatcher_main(Datum main_arg)
 		/* 3. Claims of a dead dispatcher or a lost transfer come back. */
 		if (now - last_lease_check >= (TimestampTz) LEASE_CHECK_MS * 1000)
 		{
-			release_expired_leases();
+			/* Released claims are due again at once. */
+			if (release_expired_leases() > 0)
+				claim_wanted = true;
 			last_lease_check = now;
 		}
 

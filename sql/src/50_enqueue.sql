@@ -8,7 +8,7 @@
 -- the message already queued; with a different message it is a PW409.
 -- An instance without what its provider needs (base_url, api_key, for meta
 -- settings.phone_number_id) refuses messages with a PW503 naming the field;
--- the Cloud API (meta) takes neither polls nor JID recipients.
+-- the Cloud API (meta) takes neither polls nor group or LID recipients.
 CREATE FUNCTION pgwa.enqueue(p_instance uuid, p_message jsonb, p_idempotency_key text DEFAULT NULL)
 RETURNS TABLE (message_id uuid, status text, seq bigint, scheduled_for timestamptz, created boolean)
 LANGUAGE plpgsql AS $$
@@ -40,8 +40,9 @@ BEGIN
 	IF v_inst.provider = 'meta' THEN
 		IF v_msg->>'type' = 'poll' THEN
 			PERFORM pgwa._raise('PW400', 'the Cloud API has no polls', 'type');
-		ELSIF strpos(v_msg->>'to', '@') > 0 THEN
-			PERFORM pgwa._raise('PW400', 'the Cloud API sends to phone numbers only, not to JIDs', 'to');
+		ELSIF strpos(v_msg->>'to', '@') > 0 AND v_msg->>'to' NOT LIKE '%@s.whatsapp.net' THEN
+			-- a user JID is a phone number (the adapter sends its digits); groups and LIDs are not
+			PERFORM pgwa._raise('PW400', 'the Cloud API sends to phone numbers only, not to group or LID JIDs', 'to');
 		END IF;
 	END IF;
 

@@ -67,8 +67,9 @@ ok "and it sends" sent_within 5 "$(j .message_id)"
 sql "ALTER SYSTEM RESET pgwa.idle_poll" >/dev/null
 req POST "/v1/instances/$INST/messages" "{\"to\":\"5511900000101\",\"text\":\"before restart\",\"scheduledFor\":\"$(date -u -d '+4 seconds' +%FT%T.%3NZ)\"}" "$KEY"
 M5=$(j .message_id)
-pg_ctlcluster 15 regress restart -m fast
-ok "after a restart the dispatcher is running" wait_for 15 bash -c "[ -n \"\$(psql -X -qtA -c 'SELECT pgwa.dispatcher_pid()')\" ]"
+PID2=$(sql "SELECT pgwa.dispatcher_pid()")
+pg_restart fast
+ok "after a restart a new dispatcher is running" wait_for 15 bash -c "p=\$(psql -X -qtA -c 'SELECT pgwa.dispatcher_pid()' 2>/dev/null); [ -n \"\$p\" ] && [ \"\$p\" != $PID2 ]"
 ok "a message scheduled before the restart is sent after it" sent_within 15 "$M5"
 wait_for 10 bash -c "curl -sf $PGWA_URL/healthz" >/dev/null
 req POST "/v1/instances/$INST/messages" '{"to":"5511900000101","text":"after restart"}' "$KEY"

@@ -137,5 +137,5 @@ req POST /v1/instances "{\"name\":\"queue-meta2\",\"provider\":\"meta\",\"base_u
 META=$(j .id)
 req POST "/v1/instances/$META/messages" '{"to":"5511900000303","type":"poll","poll":{"name":"q","options":["a","b"]}}' "$KEY"
 is "$STATUS:$(j .error.field)" "400:type" "a poll through the Cloud API: 400 naming type"
-req POST "/v1/instances/$META/messages" '{"to":"5511900000303@s.whatsapp.net","text":"x"}' "$KEY"
-is "$STATUS:$(j .error.field)" "400:to" "a JID through the Cloud API: 400 naming to"
+req POST "/v1/instances/$META/messages" '{"to":"120363000000000303@g.us","text":"x"}' "$KEY"
+is "$STATUS:$(j .error.field)" "400:to" "a group JID through the Cloud API: 400 naming to"

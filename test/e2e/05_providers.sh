@@ -90,15 +90,13 @@ META4=$(instance meta-4 meta meta-token '"settings":{"phone_number_id":"44444444
 mock /__mock/rules POST '{"path_prefix":"/v21.0/4444444444/","responses":[{"status":400,"body":{"error":{"message":"(#130429) Rate limit hit","type":"OAuthException","code":130429,"fbtrace_id":"z"}}}]}' >/dev/null
 M1=$(send "$META4" '{"to":"5511900000506","text":"throttled"}')
 M2=$(send "$META4" '{"to":"5511900000507@c.us","text":"to a JID"}')
-M3=$(send "$META4" '{"to":"120363000000000001@g.us","text":"to a group"}')
+req POST "/v1/instances/$META4/messages" '{"to":"120363000000000001@g.us","text":"to a group"}' "$KEY"
+is "$STATUS:$(j .error.field):$(j .error.message)" "400:to:the Cloud API sends to phone numbers only, not to group or LID JIDs" "Meta: a message to a group is refused at enqueue, naming 'to'"
 ok "Meta: a Graph 400 throttling error (130429) is retried and sent" wait_for 10 status_is "$M1" sent
 req GET "/v1/messages/$M1" "" "$KEY"
 is "$(j '[.attempt_log[] | "\(.outcome)/\(.http_status)"] | join(",")')" "retry/400,sent/200" "the attempt log shows retry (400), then sent"
 ok "Meta: a message to a user JID is sent" wait_for 10 status_is "$M2" sent
 is "$(mock /__mock/requests?path_prefix=/v21.0/4444444444/ | jq -r '.[-1].json.to')" 5511900000507 "to the JID's phone number"
-ok "Meta: a message to a group is dead" wait_for 10 status_is "$M3" dead
-req GET "/v1/messages/$M3" "" "$KEY"
-is "$(j .last_error):$(j '.attempt_log | length')" "the Cloud API sends to phone numbers only, not to group or LID JIDs:1" "with the reason, and no request made"
 is "$(mock /__mock/count?path_prefix=/v21.0/4444444444/ | jq .count)" 3 "Meta: three requests in all (throttled, sent, the JID one); none for the group"
 
 # --- seed-000 broker: 409 INSTANCE_DISCONNECTED pauses the instance -------------

@@ -23,21 +23,6 @@ sent_count() { rsql "SELECT count(*) FROM pgwa.outbox o JOIN pgwa.instances i ON
 all_sent() { [ "$(sent_count "$1")" = "$N" ]; }
 requests() { mock "/__mock/count?path_prefix=/instances/$1-" | jq -r .count; }
 requests_at_least() { [ "$(requests "$1")" -ge "$2" ]; }
-# An immediate restart with pg_ctl itself: pg_ctlcluster decides whether the
-# cluster runs from an external pid file that concurrent throwaway clusters
-# of the same name share, so it may refuse to act.
-restart_immediate() {
-	local datadir log bin owner
-	datadir=$(sql "SHOW data_directory")
-	log=$(pg_lsclusters -h "${PGVERSION:-15}" regress 2>/dev/null | awk '{print $7}')
-	bin=$("${PG_CONFIG:-pg_config}" --bindir)
-	owner=$(stat -c %U "$datadir")
-	if [ "$(id -un)" = "$owner" ]; then
-		"$bin/pg_ctl" -D "$datadir" -l "${log:-/dev/null}" -m immediate -w restart
-	else
-		runuser -u "$owner" -- "$bin/pg_ctl" -D "$datadir" -l "${log:-/dev/null}" -m immediate -w restart
-	fi </dev/null >/dev/null 2>&1
-}
 dispatcher_up() { local p; p=$(sql "SELECT pgwa.dispatcher_pid()" 2>/dev/null) && [ -n "$p" ] && [ "$p" != "$1" ]; }
 
 TENANT=$(sql "SELECT tenant_id FROM pgwa.create_tenant('e2e-crash')")
@@ -139,7 +124,7 @@ enqueue "r$RUN"
 wait_for 20 requests_at_least "r$RUN" $((N / 5))
 PID=$(sql "SELECT pgwa.dispatcher_pid()")
 at_stop=$(requests "r$RUN")
-ok "PostgreSQL restarts in immediate mode" restart_immediate
+ok "PostgreSQL restarts in immediate mode" pg_restart immediate
 echo "# restarted PostgreSQL (immediate) after at least $at_stop broker requests"
 ok "PostgreSQL was stopped mid-batch ($at_stop of $N requests made)" test "$at_stop" -lt "$N"
 ok "the dispatcher is back after the restart" wait_for 30 dispatcher_up "$PID"

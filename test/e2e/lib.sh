@@ -78,3 +78,19 @@ message_status() {
 	req GET "/v1/messages/$2" "" "$1"
 	j .status
 }
+
+# pg_restart MODE: restarts the cluster (fast or immediate) with pg_ctl itself:
+# pg_ctlcluster decides whether the cluster runs from an external pid file
+# that concurrent throwaway clusters of the same name share, so it may refuse.
+pg_restart() {
+	local mode=$1 datadir log bin owner
+	datadir=$(sql "SHOW data_directory")
+	log=$(pg_lsclusters -h "${PGVERSION:-15}" regress 2>/dev/null | awk '{print $7}')
+	bin=$("${PG_CONFIG:-pg_config}" --bindir)
+	owner=$(stat -c %U "$datadir")
+	if [ "$(id -un)" = "$owner" ]; then
+		"$bin/pg_ctl" -D "$datadir" -l "${log:-/dev/null}" -m "$mode" -w restart
+	else
+		runuser -u "$owner" -- "$bin/pg_ctl" -D "$datadir" -l "${log:-/dev/null}" -m "$mode" -w restart
+	fi </dev/null >/dev/null 2>&1
+}

@@ -184,7 +184,7 @@ FROM pgwa.http('POST', '/v1/instances/' || :'no_url' || '/messages', '{}', jsonb
                '{"to":"5511900000004","text":"x"}');
 SELECT * FROM pgwa.enqueue(:'meta_ok', '{"to":"5511900000004","type":"poll","poll":{"name":"q","options":["a","b"]}}');
 SELECT * FROM pgwa.enqueue(:'meta_ok', '{"to":"120363000000000001@g.us","text":"x"}');
-SELECT * FROM pgwa.enqueue(:'meta_ok', '{"to":"5511900000004@s.whatsapp.net","text":"x"}');
+SELECT status FROM pgwa.enqueue(:'meta_ok', '{"to":"5511900000004@s.whatsapp.net","text":"a user JID is a phone number"}');
 SELECT status FROM pgwa.send(:'meta_ok', '+55 11 90000-0004', 'a phone number is fine');
 SELECT status FROM pgwa.enqueue(:'qb', '{"to":"5511900000004","type":"poll","poll":{"name":"q","options":["a","b"]}}');
 SELECT status FROM pgwa.enqueue(:'qb', '{"to":"120363000000000001@g.us","text":"brokers take JIDs"}');
