@@ -16,6 +16,7 @@ OBJS = \
 	extension/shmem.o \
 	extension/tokens.o \
 	extension/normalize.o \
+	extension/inbound_normalize.o \
 	bgworker/dispatcher.o \
 	bgworker/transfer.o \
 	bgworker/provider_broker.o \
