@@ -16,6 +16,8 @@ OBJS = \
 	extension/shmem.o \
 	extension/tokens.o \
 	extension/normalize.o \
+	extension/inbound_util.o \
+	extension/inbound_content.o \
 	extension/inbound_normalize.o \
 	bgworker/dispatcher.o \
 	bgworker/transfer.o \

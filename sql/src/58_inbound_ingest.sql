@@ -182,9 +182,11 @@ LANGUAGE sql AS $$ SELECT pgwa._apply_event(p_event_id, false) $$;
 CREATE FUNCTION pgwa.replay_event(p_event_id bigint) RETURNS jsonb
 LANGUAGE sql AS $$ SELECT pgwa._apply_event(p_event_id, true) $$;
 
--- Applies again up to p_limit failed events whose retry time has come, each
--- on its own; returns how many were tried. Meant for the background worker
--- or pg_cron; concurrent callers skip each other's events.
+-- Applies up to p_limit stored events that wait for it, each on its own:
+-- failed events whose retry time has come, and events stored but never
+-- applied (committed as received by a writer that does not apply them).
+-- Returns how many were tried. Meant for the background worker or pg_cron;
+-- concurrent callers skip each other's events.
 CREATE FUNCTION pgwa.retry_failed_events(p_limit int DEFAULT 100) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -192,8 +194,8 @@ DECLARE
 	n int := 0;
 BEGIN
 	FOR r IN SELECT w.id FROM pgwa.webhook_events w
-	         WHERE w.status = 'failed' AND w.next_attempt_at <= now()
-	         ORDER BY w.next_attempt_at LIMIT p_limit
+	         WHERE (w.status = 'failed' AND w.next_attempt_at <= now()) OR w.status = 'received'
+	         ORDER BY coalesce(w.next_attempt_at, w.received_at) LIMIT p_limit
 	         FOR UPDATE SKIP LOCKED
 	LOOP
 		PERFORM pgwa._apply_event(r.id, false);

@@ -383,6 +383,11 @@ SELECT pgwa.retry_failed_events(10) AS retried;
 SELECT status, attempts, last_error, next_attempt_at FROM pg_temp.last_event();
 SELECT count(*) AS messages FROM pgwa.messages WHERE tenant_id = :'t' AND broker_message_id = 'F-1';
 SELECT pgwa.retry_failed_events() AS nothing_left;
+-- an event stored but never applied is picked up too
+INSERT INTO pgwa.webhook_events (instance_id, tenant_id, dialect, body)
+VALUES (:'ienv', :'t', 'broker', jsonb_set(:'seed000', '{id}', '"wamid-stored-only"'));
+SELECT pgwa.retry_failed_events() AS picked_up;
+SELECT status, attempts, result->'accepted' AS accepted FROM pg_temp.last_event();
 SELECT pgwa.apply_event(-1);
 
 -------------------------------------------------------------------------------
