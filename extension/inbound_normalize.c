@@ -285,8 +285,10 @@ normalize_envelope(json_t *ev, const char *prefix)
 			participant = ib_member_str(meta_contact, "participantJid");
 	}
 
-	/* A @lid sender is resolved through senderPn / remoteJidAlt when present. */
-	if (who.phone == NULL)
+	/*
+	 * A @lid sender is resolved through senderPn / remoteJidAlt when present;
+	 * what contact.phone said comes first, the rest only fills what it lacks.
+	 */
 	{
 		json_t	   *places[] = {contact, key, metadata, meta_contact};
 
@@ -388,10 +390,22 @@ jid_user(const char *jid)
 	return user ? user : jid;
 }
 
-static json_t *
-normalize_raw_message(json_t *entry, const char *fp, int index, const char *instance,
-					  json_t *fallback_ts, const char *owner, const char *source)
+/* What the messages of one upsert share. */
+typedef struct upsert_context
 {
+	const char *instance;
+	json_t	   *fallback_ts;		/* the event's time, for messages without one */
+	const char *owner;
+	const char *source;
+	const char *broker_id;
+	const char *session_id;
+} upsert_context;
+
+static json_t *
+normalize_raw_message(json_t *entry, const char *fp, int index, const upsert_context *cx)
+{
+	const char *instance = cx->instance;
+	json_t	   *fallback_ts = cx->fallback_ts;
 	json_t	   *key;
 	json_t	   *content;
 	json_t	   *payload = json_object();
@@ -484,8 +498,10 @@ normalize_raw_message(json_t *entry, const char *fp, int index, const char *inst
 	json_object_set_new(broker, "normalized", json_true());
 	json_object_set(broker, "messageType", ib_member(message, "type"));
 	ib_set_str(broker, "messageId", id);
-	ib_set_str(broker, "owner", owner);
-	ib_set_str(broker, "source", source);
+	ib_set_str(broker, "owner", cx->owner);
+	ib_set_str(broker, "source", cx->source);
+	ib_set_str(broker, "brokerId", cx->broker_id);
+	ib_set_str(broker, "sessionId", cx->session_id);
 	ib_set_str(raw_key, "remoteJid", jid_user(remote));
 	ib_set_str(raw_key, "participant", jid_user(participant));
 	ib_set_str(raw_key, "jid", remote);
@@ -513,16 +529,23 @@ normalize_raw_message(json_t *entry, const char *fp, int index, const char *inst
 	}
 }
 
+/* A string of the event, else of its payload. */
+static const char *
+event_str(json_t *ev, json_t *payload, const char *key)
+{
+	const char *s = ib_member_str(ev, key);
+
+	return s ? s : ib_member_str(payload, key);
+}
+
 static void
 normalize_upsert(json_t *ev, const char *prefix, bool strict_type, json_t *out)
 {
 	json_t	   *payload = ib_member_obj(ev, "payload");
 	json_t	   *raw = ib_member_obj(payload, "raw");
 	json_t	   *messages;
-	json_t	   *fallback_ts;
 	const char *event = ib_member_str(ev, "event") ? ib_member_str(ev, "event") : ib_member_str(ev, "type");
-	const char *instance = NULL;
-	const char *from[] = {"instanceId", "iid"};
+	upsert_context cx;
 	json_t	   *entry;
 	size_t		i;
 
@@ -530,11 +553,15 @@ normalize_upsert(json_t *ev, const char *prefix, bool strict_type, json_t *out)
 		invalid(event_field(prefix), "each event must be a JSON object");
 	if (strict_type && event != NULL && strcmp(event, EVENT_UPSERT) != 0)
 		unusable(path(prefix, "event"), "event must be WHATSAPP_MESSAGES_UPSERT, not \"%s\"", event);
-	for (int k = 0; instance == NULL && k < lengthof(from); k++)
-		if ((instance = ib_member_str(ev, from[k])) == NULL)
-			instance = ib_member_str(payload, from[k]);
-	if (instance == NULL)
+	cx.instance = event_str(ev, payload, "instanceId");
+	if (cx.instance == NULL)
 		invalid(path(prefix, "instanceId"), "instanceId is required");
+	cx.fallback_ts = ib_member(payload, "timestamp") ? ib_member(payload, "timestamp") : ib_member(ev, "timestamp");
+	cx.owner = event_str(ev, payload, "owner");
+	cx.source = event_str(ev, payload, "source");
+	/* iid is the broker's own id of the session, not pgwa's instance */
+	cx.broker_id = event_str(ev, payload, "brokerId") ? event_str(ev, payload, "brokerId") : event_str(ev, payload, "iid");
+	cx.session_id = event_str(ev, payload, "sessionId");
 
 	messages = ib_member(payload, "messages");
 	if (messages == NULL)
@@ -545,14 +572,10 @@ normalize_upsert(json_t *ev, const char *prefix, bool strict_type, json_t *out)
 		messages = ib_member(ib_member_obj(raw, "payload"), "messages");
 	if (messages == NULL || !json_is_array(messages))
 		invalid(path(prefix, "payload.messages"), "payload.messages must be an array of Baileys messages");
-	fallback_ts = ib_member(payload, "timestamp") ? ib_member(payload, "timestamp") : ib_member(ev, "timestamp");
 
 	json_array_foreach(messages, i, entry)
 		json_array_append_new(out, normalize_raw_message(entry,
-							  psprintf("%spayload.messages[%d].", prefix, (int) i), (int) i,
-							  instance, fallback_ts,
-							  ib_member_str(payload, "owner") ? ib_member_str(payload, "owner") : ib_member_str(ev, "owner"),
-							  ib_member_str(payload, "source") ? ib_member_str(payload, "source") : ib_member_str(ev, "source")));
+							  psprintf("%spayload.messages[%d].", prefix, (int) i), (int) i, &cx));
 }
 
 /* ---------- dialects ---------- */

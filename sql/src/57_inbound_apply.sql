@@ -317,9 +317,11 @@ BEGIN
 			END IF;
 		END IF;
 
-		-- The 24 h window (seed 002 section 4 and decision D2): a new live
-		-- contact gets 24 h from its message, every later live message extends
-		-- it to 24 h from then; history leads have none (no limit).
+		-- The 24 h window (seed 002 section 4, "Lógica de Janela de Mensagem",
+		-- and decision D2): a new live contact gets 24 h from the arrival of
+		-- its message, every later live message extends it to 24 h from its
+		-- own arrival (a retried event keeps its first arrival time); history
+		-- leads have none, which means no limit.
 		IF NOT pgwa._is_history_lead(v_lead.source) THEN
 			UPDATE pgwa.leads SET window_expires_at = greatest(window_expires_at, p_received + interval '24 hours')
 			WHERE tenant_id = v_tenant AND id = v_lead.id

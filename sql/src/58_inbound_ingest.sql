@@ -18,7 +18,7 @@ $$;
 -- The instanceId a body names (its first event's), as written.
 CREATE FUNCTION pgwa._inbound_instance_key(p_body jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-	SELECT coalesce(e->>'instanceId', e->'payload'->>'instanceId', e->>'iid', e->'payload'->>'iid')
+	SELECT coalesce(e->>'instanceId', e->'payload'->>'instanceId')
 	FROM pgwa._body_events(p_body) e WHERE jsonb_typeof(e) = 'object' LIMIT 1
 $$;
 
