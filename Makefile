@@ -17,6 +17,9 @@ OBJS = \
 	extension/tokens.o \
 	extension/normalize.o \
 	extension/metrics.o \
+	extension/inbound_util.o \
+	extension/inbound_content.o \
+	extension/inbound_normalize.o \
 	bgworker/dispatcher.o \
 	bgworker/transfer.o \
 	bgworker/provider_broker.o \

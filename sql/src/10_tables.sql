@@ -134,7 +134,16 @@ CREATE TABLE pgwa.attempts (
 CREATE INDEX attempts_message ON pgwa.attempts (instance_id, seq);
 
 -- The conversation log: every WhatsApp message of an instance, both ways.
--- Outbound messages enter when the broker accepts them.
+-- Outbound messages enter when the broker accepts them; inbound ones when
+-- their webhook event is applied (event_id), exactly once per broker id.
+--   remote       the chat: E.164 digits, id@lid, or a group's id@g.us
+--   participant  the sender's JID inside a group
+--   content      the normalised message (type, text, media, location,
+--                contacts, quotedMessageId/quotedText, ...)
+--   metadata     the broker's metadata: broker {...}, rawKey, source,
+--                brokerMessageTimestamp and normalizedTimestamp (seed 000)
+--   broker_timestamp  the message's own time as the broker reported it
+--   source       live | history | app_echo (seed 002), api for sends
 CREATE TABLE pgwa.messages (
 	instance_id       uuid NOT NULL REFERENCES pgwa.instances (id) ON DELETE CASCADE,
 	id                uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -149,7 +158,16 @@ CREATE TABLE pgwa.messages (
 	source            text NOT NULL DEFAULT 'live',
 	broker_timestamp  timestamptz,
 	created_at        timestamptz NOT NULL DEFAULT now(),
+	conversation_id   uuid,
+	lead_id           uuid,
+	ticket_id         uuid,
+	event_id          bigint,
+	participant       text,
+	quoted_message_id text,
+	metadata          jsonb NOT NULL DEFAULT '{}',
 	PRIMARY KEY (instance_id, id),
 	UNIQUE (instance_id, broker_message_id)
 );
 CREATE INDEX messages_outbox ON pgwa.messages (instance_id, outbox_seq) WHERE outbox_seq IS NOT NULL;
+CREATE INDEX messages_conversation ON pgwa.messages (instance_id, conversation_id, created_at)
+	WHERE conversation_id IS NOT NULL;
