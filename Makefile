@@ -16,6 +16,8 @@ OBJS = \
 	extension/shmem.o \
 	extension/tokens.o \
 	extension/normalize.o \
+	extension/inbound_evolution.o \
+	extension/inbound_meta.o \
 	bgworker/dispatcher.o \
 	bgworker/transfer.o \
 	bgworker/provider_broker.o \
