@@ -20,6 +20,8 @@ OBJS = \
 	extension/inbound_util.o \
 	extension/inbound_content.o \
 	extension/inbound_normalize.o \
+	extension/inbound_evolution.o \
+	extension/inbound_meta.o \
 	bgworker/dispatcher.o \
 	bgworker/transfer.o \
 	bgworker/provider_broker.o \
