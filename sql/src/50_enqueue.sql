@@ -8,7 +8,8 @@
 -- the message already queued; with a different message it is a PW409.
 -- An instance without what its provider needs (base_url, api_key, for meta
 -- settings.phone_number_id) refuses messages with a PW503 naming the field;
--- the Cloud API (meta) takes neither polls nor group or LID recipients.
+-- the Cloud API (meta) takes neither polls nor group or LID recipients, and
+-- outside a contact's 24 h window only templates (WINDOW_CLOSED).
 CREATE FUNCTION pgwa.enqueue(p_instance uuid, p_message jsonb, p_idempotency_key text DEFAULT NULL)
 RETURNS TABLE (message_id uuid, status text, seq bigint, scheduled_for timestamptz, created boolean)
 LANGUAGE plpgsql AS $$
@@ -43,6 +44,12 @@ BEGIN
 		ELSIF strpos(v_msg->>'to', '@') > 0 AND v_msg->>'to' NOT LIKE '%@s.whatsapp.net' THEN
 			-- a user JID is a phone number (the adapter sends its digits); groups and LIDs are not
 			PERFORM pgwa._raise('PW400', 'the Cloud API sends to phone numbers only, not to group or LID JIDs', 'to');
+		ELSIF v_msg->>'type' <> 'template'
+		      AND (SELECT w.state FROM pgwa.window_state(v_inst.tenant_id, v_msg->>'to') w) IN ('closed', 'unknown') THEN
+			-- Cloud API rule: outside the 24 h customer service window (or to a
+			-- contact who never wrote), a business may only send templates.
+			PERFORM pgwa._raise('PW423', 'the 24 h window with this contact is closed: only template messages can be sent',
+			                    'to', 'the window opens when the contact writes to you');
 		END IF;
 	END IF;
 

@@ -114,7 +114,7 @@ LANGUAGE sql AS $$
 		-- carry what the state update needs: joining cur again would be a
 		-- nested loop over two CTE scans (the planner cannot size them)
 		RETURNING o.instance_id, o.seq, c.outcome, o.next_attempt_at, c.now, c.delay_message_s, c.due_at,
-		          o.created_at
+		          o.created_at, c.tenant_id, c.recipient
 	), msg AS (
 		INSERT INTO pgwa.messages (instance_id, tenant_id, direction, broker_message_id, outbox_seq,
 		                           remote, type, content, status, source)
@@ -172,6 +172,14 @@ LANGUAGE sql AS $$
 	       CASE WHEN u.outcome IN ('sent', 'dryrun')
 	            THEN extract(epoch FROM u.now - u.created_at)::double precision END
 	FROM upd u
+	-- The ticket timeline's outbound side, only for recipients that are leads
+	-- (one index probe for the others, so bulk sends pay almost nothing).
+	LEFT JOIN LATERAL (
+		SELECT pgwa._timeline_outbound(u.instance_id, u.recipient, u.now) AS ticket
+		WHERE u.outcome IN ('sent', 'dryrun')
+		  AND EXISTS (SELECT 1 FROM pgwa.leads l
+		              WHERE l.tenant_id = u.tenant_id
+		                AND (l.phone = split_part(u.recipient, '@', 1) OR l.lid = u.recipient))) t ON true
 $$;
 
 -- Records the outcome of one attempt (see _complete_batch); 'stale' when the

@@ -46,6 +46,13 @@ is "$(jq -cS '.[5].json' <<< "$REQS")" '{"contact":[{"fullName":"Ana Souza","pho
 is "$(broker_ids "${ME[@]}")" "$(jq -r '[.[] | "EVO-\(.seq)"] | join(",")' <<< "$REQS")" "Evolution: broker_message_id is the answer's key.id"
 
 # --- Meta Cloud API ----------------------------------------------------------------
+# The Cloud API sends free-form messages only inside a contact's 24 h window:
+# these contacts wrote in (their leads have an open window).
+sql "INSERT INTO pgwa.leads (tenant_id, phone, window_expires_at)
+     SELECT t.id, p, now() + interval '1 day' FROM pgwa.tenants t,
+            unnest(ARRAY['5511900000502', '5511900000503', '5511900000506', '5511900000507']) p
+     WHERE t.id = (SELECT tenant_id FROM pgwa.authenticate('$KEY'))
+     ON CONFLICT DO NOTHING" >/dev/null
 META=$(instance meta-1 meta meta-token '"settings":{"phone_number_id":"1234567890","api_version":"v21.0"}')
 MM=()
 MM+=("$(send "$META" '{"to":"+55 (11) 90000-0502","text":"Hello from pgwa"}')")

@@ -182,6 +182,9 @@ SELECT * FROM pgwa.send(:'meta_nophone', '5511900000004', 'x');
 SELECT status, body::jsonb->'error'->>'code' AS code, body::jsonb->'error'->>'field' AS field
 FROM pgwa.http('POST', '/v1/instances/' || :'no_url' || '/messages', '{}', jsonb_build_object('x-api-key', :'key'),
                '{"to":"5511900000004","text":"x"}');
+-- the contact wrote in: its 24 h window is open (else only templates: WINDOW_CLOSED)
+INSERT INTO pgwa.leads (tenant_id, phone, window_expires_at)
+SELECT tenant_id, '5511900000004', now() + interval '1 day' FROM pgwa.instances WHERE id = :'meta_ok';
 SELECT * FROM pgwa.enqueue(:'meta_ok', '{"to":"5511900000004","type":"poll","poll":{"name":"q","options":["a","b"]}}');
 SELECT * FROM pgwa.enqueue(:'meta_ok', '{"to":"120363000000000001@g.us","text":"x"}');
 SELECT status FROM pgwa.enqueue(:'meta_ok', '{"to":"5511900000004@s.whatsapp.net","text":"a user JID is a phone number"}');
