@@ -120,3 +120,5 @@ is "$(sql "SELECT count(*) FROM pgwa.events WHERE tenant_id = '$TENANT' AND id I
 is "$(sql "SELECT count(*) FROM pgwa.events WHERE tenant_id = '$TENANT' AND event = 'messages.new'")" 7 \
 	"one messages.new per new message, none for duplicates"
 ok "the counters read as Prometheus lines" bash -c "psql -X -qtA -c 'SELECT * FROM pgwa.webhook_metrics()' | grep -q 'whatsapp_webhook_events_total{result=\"accepted\",reason=\"raw_inbound_normalized\",payload_type=\"WHATSAPP_MESSAGES_UPSERT\"}'"
+req GET /metrics "" "$PGWA_ADMIN_KEY"
+ok "GET /metrics carries whatsapp_webhook_events_total" grep -q 'whatsapp_webhook_events_total{result="accepted",reason="raw_inbound_normalized",payload_type="WHATSAPP_MESSAGES_UPSERT"}' <<< "$BODY"
