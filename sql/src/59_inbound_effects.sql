@@ -169,10 +169,12 @@ END $$;
 
 -- An echo: a message the instance sent itself (Evolution send.message, or
 -- messages.upsert with key.fromMe). One pgwa sent is already in the outbox
--- (the dispatcher recorded its broker id) and in the conversation log; any
--- other was written on the phone: it enters the log as an outbound message
--- with source app_echo (seed 002), touches the ticket's outbound timeline,
--- and is announced as messages.new. Never twice for one broker id.
+-- (the dispatcher recorded its broker id) and in the conversation log; so is
+-- one to the recipient of the message in flight: Evolution posts send.message
+-- before it answers the send, and the dispatcher records it with the answer.
+-- Any other was written on the phone: it enters the log as an outbound
+-- message with source app_echo (seed 002), touches the ticket's outbound
+-- timeline, and is announced as messages.new. Never twice for one broker id.
 CREATE FUNCTION pgwa._apply_echo(inst pgwa.instances, ev pgwa.webhook_events, e jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -198,6 +200,12 @@ BEGIN
 		RETURN jsonb_build_object('result', 'duplicate', 'reason', 'duplicate_message', 'brokerMessageId', v_bid);
 	END IF;
 	k := pgwa._remote_key(v_remote);
+	IF EXISTS (SELECT 1 FROM pgwa.instance_state s
+	           JOIN pgwa.outbox o ON o.instance_id = s.instance_id AND o.seq = s.inflight_seq
+	           WHERE s.instance_id = inst.id AND o.status = 'sending'
+	             AND (o.recipient = v_remote OR (pgwa._remote_key(o.recipient)).phone = k.phone)) THEN
+		RETURN jsonb_build_object('result', 'duplicate', 'reason', 'echo_in_flight', 'brokerMessageId', v_bid);
+	END IF;
 	SELECT id INTO v_lead FROM pgwa.leads
 	WHERE tenant_id = inst.tenant_id AND (phone = k.phone OR lid = k.lid)
 	ORDER BY phone = k.phone DESC NULLS LAST LIMIT 1;
@@ -395,7 +403,8 @@ $$;
 -- (a Cloud API batch naming several phone numbers is stored once per
 -- instance) is skipped here: it is applied with that instance's copy.
 -- Messages go first, by sender (so concurrent events lock senders in one
--- order), then echoes, then receipts by broker id, then the rest as they came.
+-- order), then echoes by recipient, then receipts by broker id, then the
+-- rest as they came.
 CREATE FUNCTION pgwa._apply_dialect_event(ev pgwa.webhook_events, inst pgwa.instances) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -413,6 +422,7 @@ BEGIN
 		         CASE x->>'kind'
 		             WHEN 'message' THEN coalesce(x->'envelope'->'payload'->'contact'->>'phone',
 		                                          x->'envelope'->'payload'->'metadata'->'contact'->>'lid', '')
+		             WHEN 'echo' THEN coalesce(x->>'to', x->>'remoteJid')
 		             WHEN 'status' THEN x->>'brokerMessageId' END,
 		         n
 	LOOP

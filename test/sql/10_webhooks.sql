@@ -251,6 +251,17 @@ SELECT metadata->'timeline' ? 'lastOutboundAt' AS outbound_timeline FROM pgwa.ti
 WHERE tenant_id = :'t' AND id = (SELECT ticket_id FROM pgwa.messages WHERE instance_id = :'evo' AND broker_message_id = '3EB0A5E2D1C0B9A8F7E6');
 SELECT payload->>'direction' AS direction, payload->>'source' AS source, payload->>'text' AS text
 FROM pgwa.events WHERE tenant_id = :'t' AND event = 'messages.new' AND payload->>'source' = 'app_echo';
+-- Evolution posts send.message before it answers the send: an echo to the recipient of the
+-- message in flight is that message, which the dispatcher records with the broker's answer
+SELECT message_id AS inflight FROM pgwa.send(:'evo', '5511999999999', 'in flight') \gset
+SELECT c.message_id = :'inflight' AS claimed, c.seq AS inflight_seq FROM pgwa._claim(100, 60) c \gset
+SELECT :'claimed' AS claimed;
+SELECT pg_temp.evo(jsonb_set(:'e_send', '{data,key,id}', '"EVO-INFLIGHT-1"'));
+SELECT result->'events'->0->>'reason' AS reason FROM pg_temp.last_event();
+SELECT pgwa._complete(:'evo', :inflight_seq, 'sent', 200, 'EVO-INFLIGHT-1', NULL, now(), 1.0, NULL) AS outcome;
+SELECT source, outbox_seq = :inflight_seq AS from_the_outbox FROM pgwa.messages
+WHERE instance_id = :'evo' AND broker_message_id = 'EVO-INFLIGHT-1';
+SELECT pg_temp.evo(jsonb_set(:'e_send', '{data,key,id}', '"EVO-INFLIGHT-1"'));
 
 -------------------------------------------------------------------------------
 -- Connection: close pauses the queue, open resumes it
