@@ -358,7 +358,7 @@ BEGIN
 END $$;
 
 -- qrcode.updated: the newest QR code of the instance is kept, for the tenant
--- to show (pgwa.instance_qrcode). instance.qrcode says a new one is there but
+-- to show (pgwa.instance_qrcode); a redelivery of the one kept is a duplicate. instance.qrcode says a new one is there but
 -- carries none of it: events are stored and broadcast, a QR code is a
 -- credential for a minute.
 CREATE FUNCTION pgwa._apply_qrcode(inst pgwa.instances, ev pgwa.webhook_events, e jsonb) RETURNS jsonb
@@ -374,10 +374,14 @@ BEGIN
 	VALUES (inst.id, inst.tenant_id, q->>'code', q->>'base64', q->>'pairingCode', ev.received_at, ev.id)
 	ON CONFLICT (instance_id) DO UPDATE SET code = excluded.code, base64 = excluded.base64,
 		pairing_code = excluded.pairing_code, received_at = excluded.received_at, event_id = excluded.event_id
-	WHERE c.received_at <= excluded.received_at;
+	WHERE c.received_at <= excluded.received_at
+	  AND (c.code, c.base64, c.pairing_code) IS DISTINCT FROM (excluded.code, excluded.base64, excluded.pairing_code);
 	GET DIAGNOSTICS n = ROW_COUNT;
 	IF n = 0 THEN
-		RETURN jsonb_build_object('result', 'duplicate', 'reason', 'stale_qrcode');
+		RETURN jsonb_build_object('result', 'duplicate', 'reason',
+			CASE WHEN EXISTS (SELECT 1 FROM pgwa.instance_qrcodes c WHERE c.instance_id = inst.id
+			                  AND (c.code, c.base64, c.pairing_code) IS NOT DISTINCT FROM (q->>'code', q->>'base64', q->>'pairingCode'))
+			     THEN 'same_qrcode' ELSE 'stale_qrcode' END);
 	END IF;
 	PERFORM pgwa._emit(inst.tenant_id, 'instance.qrcode', jsonb_build_object(
 		'instanceId', inst.id, 'receivedAt', pgwa._iso(ev.received_at),
