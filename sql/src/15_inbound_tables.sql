@@ -30,6 +30,9 @@ CREATE INDEX webhook_secrets_previous ON pgwa.webhook_secrets (previous_hash)
 --   applied    applied; at least one message was new
 --   duplicate  every message had been applied before (a redelivery)
 --   ignored    nothing to apply (raw kinds the seed ignores)
+--   deferred   holds work for a later stage (Cloud API coexistence history,
+--              contact sync, app echoes); what could be applied now was
+--              applied
 --   failed     applying raised; retried at next_attempt_at
 --   rejected   invalid (error_sqlstate/error_field/last_error say why); kept so that
 --              nothing a broker sent is lost, and replayable after a fix
@@ -43,7 +46,7 @@ CREATE TABLE pgwa.webhook_events (
 	headers         jsonb  NOT NULL DEFAULT '{}',
 	body            jsonb  NOT NULL,
 	status          text   NOT NULL DEFAULT 'received'
-	                CHECK (status IN ('received', 'applied', 'duplicate', 'ignored', 'failed', 'rejected')),
+	                CHECK (status IN ('received', 'applied', 'duplicate', 'ignored', 'deferred', 'failed', 'rejected')),
 	attempts        int    NOT NULL DEFAULT 0,
 	last_error      text,
 	error_sqlstate  text,

@@ -14,6 +14,8 @@ BEGIN
 			r := pgwa._route_v1(p_method, p_seg, p_query, p_headers, p_body);
 		WHEN 'api' THEN
 			r := pgwa._route_api(p_method, p_seg, p_query, p_headers, p_body);
+		WHEN 'webhooks' THEN
+			r := pgwa._route_webhooks(p_method, p_seg, p_query, p_headers, p_body);
 		ELSE
 			r := pgwa._route_ops(p_method, p_seg, p_query, p_headers, p_body);
 	END CASE;
