@@ -87,6 +87,10 @@ is "$(sql "SELECT string_agg(payload->>'state', ',' ORDER BY id) FROM pgwa.event
 META=$(instance wh-meta meta "\"settings\":{\"phone_number_id\":\"$PHONE_ID\"}")
 req POST "/api/integrations/whatsapp/instances/$META/meta-app-secret" "{\"app_secret\":\"$META_SECRET\"}" "$KEY"
 is "$STATUS:$(j .app_secret_set):$(j 'has("app_secret")')" "200:true:false" "the tenant sets the Meta app secret; it is not shown back"
+# The contact wrote in, so its 24 h window is open (else only templates).
+sql "INSERT INTO pgwa.leads (tenant_id, phone, window_expires_at)
+     SELECT tenant_id, '5511900001002', now() + interval '1 day' FROM pgwa.instances WHERE id = '$META'
+     ON CONFLICT DO NOTHING" >/dev/null
 MM=$(send "$META" '{"to":"5511900001002","text":"hello from the Cloud API"}')
 ok "the message is sent through the mock Cloud API" wait_for 10 status_is "$MM" sent
 WAMID=$(sql "SELECT broker_message_id FROM pgwa.outbox WHERE id = '$MM'")
