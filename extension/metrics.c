@@ -13,6 +13,7 @@
 #include "pgwa.h"
 
 PG_FUNCTION_INFO_V1(pgwa_metrics_shared);
+PG_FUNCTION_INFO_V1(pgwa_observe_ingest);
 
 static const struct
 {
@@ -23,6 +24,8 @@ static const struct
 	"Duration of broker requests made by the dispatcher, whatever their outcome."},
 	[PGWA_HIST_LATENCY] = {"pgwa_send_latency_seconds",
 	"Time from enqueue (outbox.created_at) until the message was recorded as sent."},
+	[PGWA_HIST_INGEST] = {"pgwa_webhook_ingest_latency_seconds",
+	"Time from an inbound webhook's arrival (webhook_events.received_at) until it was applied."},
 };
 
 static void
@@ -69,4 +72,16 @@ pgwa_metrics_shared(PG_FUNCTION_ARGS)
 	for (int h = 0; h < PGWA_HIST_COUNT; h++)
 		append_histogram(&buf, (pgwa_histogram_id) h, served);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/*
+ * pgwa._observe_ingest(seconds) records one inbound event's received-to-
+ * applied time. Atomics in shared memory: concurrent ingests never contend
+ * on a row. A no-op when pgwa is not preloaded.
+ */
+Datum
+pgwa_observe_ingest(PG_FUNCTION_ARGS)
+{
+	pgwa_shmem_observe(PGWA_HIST_INGEST, PG_GETARG_FLOAT8(0));
+	PG_RETURN_VOID();
 }

@@ -23,11 +23,12 @@ typedef enum pgwa_delivery_mode
 	PGWA_MODE_DISABLED
 } pgwa_delivery_mode;
 
-/* Histograms of the dispatcher, in shared memory (see shmem.c). */
+/* Latency histograms, in shared memory (see shmem.c). */
 typedef enum pgwa_histogram_id
 {
 	PGWA_HIST_REQUEST,			/* duration of one broker request */
 	PGWA_HIST_LATENCY,			/* enqueue (outbox.created_at) to sent */
+	PGWA_HIST_INGEST,			/* inbound webhook received to applied */
 	PGWA_HIST_COUNT
 } pgwa_histogram_id;
 

@@ -22,3 +22,8 @@ CREATE FUNCTION pgwa.dispatcher_pid() RETURNS int
 -- The effective mode (http, dryrun, disabled) and the raw setting.
 CREATE FUNCTION pgwa.mode(OUT mode text, OUT raw_mode text)
 	AS 'MODULE_PATHNAME', 'pgwa_mode' LANGUAGE C STABLE;
+
+-- Records one inbound event's received-to-applied time in the shared-memory
+-- histogram pgwa_webhook_ingest_latency_seconds.
+CREATE FUNCTION pgwa._observe_ingest(p_seconds double precision) RETURNS void
+	AS 'MODULE_PATHNAME', 'pgwa_observe_ingest' LANGUAGE C VOLATILE STRICT;

@@ -156,6 +156,7 @@ BEGIN
 		       error_field = NULL, next_attempt_at = NULL
 		WHERE instance_id = ev.instance_id AND id = ev.id
 		RETURNING * INTO ev;
+		PERFORM pgwa._observe_ingest(extract(epoch FROM clock_timestamp() - ev.received_at));
 		PERFORM pgwa._count_webhook(c.result, c.reason, c.payload_type, c.n::int)
 		FROM (SELECT i->>'result' AS result,
 		             CASE WHEN v_dialect THEN i->>'reason'

@@ -122,3 +122,5 @@ is "$(sql "SELECT count(*) FROM pgwa.events WHERE tenant_id = '$TENANT' AND even
 ok "the counters read as Prometheus lines" bash -c "psql -X -qtA -c 'SELECT * FROM pgwa.webhook_metrics()' | grep -q 'whatsapp_webhook_events_total{result=\"accepted\",reason=\"raw_inbound_normalized\",payload_type=\"WHATSAPP_MESSAGES_UPSERT\"}'"
 req GET /metrics "" "$PGWA_ADMIN_KEY"
 ok "GET /metrics carries whatsapp_webhook_events_total" grep -q 'whatsapp_webhook_events_total{result="accepted",reason="raw_inbound_normalized",payload_type="WHATSAPP_MESSAGES_UPSERT"}' <<< "$BODY"
+ok "GET /metrics counts applied events in pgwa_webhook_ingest_latency_seconds" \
+	bash -c "grep -E '^pgwa_webhook_ingest_latency_seconds_count [1-9]' <<< '$(printf '%s' "$BODY" | grep '^pgwa_webhook_ingest_latency_seconds_count')'"
