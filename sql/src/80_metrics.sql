@@ -99,5 +99,6 @@ LANGUAGE sql VOLATILE AS $$
 			                   ORDER BY name COLLATE "C") FROM backlog)),
 		pgwa._prom_family('pgwa_backlog_messages', 'gauge',
 			'Messages of all instances not yet sent, in flight included.',
-			(SELECT format('pgwa_backlog_messages %s', coalesce(sum(n), 0)) FROM backlog)))
+			(SELECT format('pgwa_backlog_messages %s', coalesce(sum(n), 0)) FROM backlog)),
+		pgwa._client_webhook_metrics())
 $$;
