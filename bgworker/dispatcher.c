@@ -147,10 +147,8 @@ prepare_plans(void)
 	complete_plan = prepare("SELECT array_agg(latency_s) FILTER (WHERE latency_s IS NOT NULL) "
 							"FROM pgwa._complete_batch($1)", 1, complete_types);
 	next_due_plan = prepare("SELECT pgwa._next_due()", 0, NULL);
-	webhooks_prepare();
 	/* Claims left by a previous dispatcher: we are the only claimer. */
 	SPI_execute("SELECT pgwa._release_leases(true)", false, 0);
-	webhooks_release_leases(true);
 	end_xact();
 }
 
@@ -445,6 +443,16 @@ record_reliably(List *results)
 }
 
 /* Client webhooks: each step in its own transaction, none of them fatal. */
+static void
+hook_init_step(void *arg)
+{
+	begin_xact("pgwa: preparing webhook deliveries");
+	webhooks_prepare();
+	/* Claims left by a previous dispatcher: we are the only claimer. */
+	webhooks_release_leases(true);
+	end_xact();
+}
+
 typedef struct hook_claim_args
 {
 	int			room;
@@ -525,6 +533,7 @@ pgwa_dispatcher_main(Datum main_arg)
 	TimestampTz hooks_due = 0;
 	TimestampTz hooks_not_before = 0;
 	bool		hooks_wanted = true;
+	bool		hooks_ready;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -541,6 +550,8 @@ pgwa_dispatcher_main(Datum main_arg)
 	ereport(LOG, (errmsg("pgwa dispatcher started in database \"%s\" (mode %s)",
 						 pgwa_database, pgwa_mode_raw)));
 
+	/* Without them (an error), messages go on and this is tried again later. */
+	hooks_ready = run_step(hook_init_step, NULL, "preparing webhook deliveries", false, false);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgwa dispatcher loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
@@ -606,7 +617,7 @@ pgwa_dispatcher_main(Datum main_arg)
 		/* 3. Client webhook deliveries, after the messages and apart from them. */
 		if (hooks_due != 0 && hooks_due <= now)
 			hooks_wanted = true;
-		hooks_possible = mode != PGWA_MODE_DISABLED &&
+		hooks_possible = hooks_ready && mode != PGWA_MODE_DISABLED &&
 			transfers_webhooks_in_flight() < pgwa_webhook_max_in_flight;
 		if (hooks_possible && hooks_wanted && now >= hooks_not_before)
 		{
@@ -644,8 +655,10 @@ pgwa_dispatcher_main(Datum main_arg)
 			/* Released claims are due again at once. */
 			if (release_expired_leases() > 0)
 				claim_wanted = true;
-			if (run_step(hook_release_step, &hooks_released, "releasing webhook leases", false, false) &&
-				hooks_released > 0)
+			if (!hooks_ready)
+				hooks_ready = run_step(hook_init_step, NULL, "preparing webhook deliveries", false, false);
+			else if (run_step(hook_release_step, &hooks_released, "releasing webhook leases", false, false) &&
+					 hooks_released > 0)
 				hooks_wanted = true;
 			last_lease_check = now;
 		}

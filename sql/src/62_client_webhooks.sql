@@ -527,6 +527,20 @@ BEGIN
 	RETURN pgwa.webhook_delivery_json(p_delivery);
 END $$;
 
+-- Deletes delivered deliveries (and dead ones with p_include_dead) created
+-- before p_older_than ago, with their attempt log; for pg_cron. Returns how
+-- many went.
+CREATE FUNCTION pgwa.purge_webhook_deliveries(p_older_than interval DEFAULT '30 days',
+                                              p_include_dead boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE sql AS $$
+	WITH d AS (DELETE FROM pgwa.webhook_deliveries
+	           WHERE created_at < now() - p_older_than
+	             AND (status = 'delivered' OR (p_include_dead AND status = 'dead'))
+	           RETURNING 1)
+	SELECT count(*) FROM d
+$$;
+
 -------------------------------------------------------------------------------
 -- Metrics (a part of pgwa.metrics())
 -------------------------------------------------------------------------------

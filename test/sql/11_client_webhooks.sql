@@ -278,3 +278,12 @@ SELECT count(*) AS left_of_b FROM pgwa.webhook_deliveries WHERE subscription_id 
 -- stale results of a deleted subscription are ignored
 SELECT count(*) AS recorded FROM pgwa._complete_deliveries(jsonb_build_array(jsonb_build_object(
 	'tn', :'tb', 'i', :'b1', 'o', 'delivered', 'h', 200)));
+
+-- retention: old delivered deliveries go with their log, dead ones stay unless asked
+SELECT pgwa.purge_webhook_deliveries('1 day') AS purged_recent;
+SELECT pgwa.purge_webhook_deliveries('-1 day') > 0 AS purged_delivered;
+SELECT status, count(*) FROM pgwa.webhook_deliveries WHERE tenant_id IN (:'ta', :'tb')
+GROUP BY status ORDER BY status COLLATE "C";
+SELECT count(*) AS orphan_attempts FROM pgwa.webhook_delivery_attempts a
+WHERE NOT EXISTS (SELECT 1 FROM pgwa.webhook_deliveries d WHERE d.tenant_id = a.tenant_id AND d.id = a.delivery_id);
+SELECT pgwa.purge_webhook_deliveries('-1 day', true) AS purged_dead;
