@@ -41,7 +41,7 @@
 #define BUSY_POLL_MS 2
 /* How often expired leases are looked for. */
 #define LEASE_CHECK_MS 5000
-/* Webhook claims: at most one per slice, however often commits wake us. */
+/* Claims woken by commits: at most one per slice, however often they come. */
 #define HOOK_CLAIM_MIN_MS 5
 /* After a failed webhook step, webhooks rest this long. */
 #define HOOK_BACKOFF_MS 1000
@@ -585,8 +585,9 @@ pgwa_dispatcher_main(Datum main_arg)
 		if (hook_results != NIL)
 		{
 			record_hooks(hook_results);
-			/* Their subscriptions may have more to deliver. */
+			/* Their subscriptions may have more to deliver: claim at once. */
 			hooks_wanted = true;
+			hooks_not_before = 0;
 		}
 
 		/* 2. New claims, unless mode disabled holds everything. */
