@@ -22,8 +22,10 @@ OBJS = \
 	extension/inbound_normalize.o \
 	extension/inbound_evolution.o \
 	extension/inbound_meta.o \
+	extension/crypto.o \
 	bgworker/dispatcher.o \
 	bgworker/transfer.o \
+	bgworker/webhook_delivery.o \
 	bgworker/provider_broker.o \
 	bgworker/provider_evolution.o \
 	bgworker/provider_meta.o

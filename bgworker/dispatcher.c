@@ -8,6 +8,11 @@
  * enqueues set our latch; with nothing in flight we sleep on it until the
  * next due time, and with transfers in flight we poll their sockets in
  * short slices so a new enqueue is still picked up within milliseconds.
+ *
+ * The same loop delivers client webhooks (webhook_delivery.c) on the same
+ * multi handle, with their own cap and their own transactions, and every
+ * few seconds re-applies inbound events whose application failed. Errors in
+ * either are logged and skipped: they never stop the messages.
  */
 #include "postgres.h"
 
@@ -30,11 +35,18 @@
 
 #include "pgwa.h"
 #include "transfer.h"
+#include "webhook_delivery.h"
 
 /* Poll slice while transfers are in flight: bounds enqueue-to-claim delay. */
 #define BUSY_POLL_MS 2
 /* How often expired leases are looked for. */
 #define LEASE_CHECK_MS 5000
+/* Claims woken by commits: at most one per slice, however often they come. */
+#define HOOK_CLAIM_MIN_MS 5
+/* After a failed webhook step, webhooks rest this long. */
+#define HOOK_BACKOFF_MS 1000
+/* How often inbound events whose application failed are retried. */
+#define RETRY_EVENTS_MS 3000
 
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
@@ -352,16 +364,20 @@ is_transient(int sqlerrcode)
  * Runs step in its own transaction. A transient error (a deadlock with a
  * client transaction, say) rolls it back and, when retry is set, tries again
  * a few times; false means the step did not happen. Other errors end the
- * worker: the postmaster starts it again and leases bring claims back.
+ * worker when fatal is set: the postmaster starts it again and leases bring
+ * claims back. Steps that must never stop the messages (webhooks, inbound
+ * retries) are not fatal: their errors are logged and the step skipped.
  */
 static bool
-run_step(void (*step) (void *), void *arg, const char *what, bool retry)
+run_step(void (*step) (void *), void *arg, const char *what, bool retry, bool fatal)
 {
 	for (volatile int attempt = 1;; attempt++)
 	{
 		MemoryContext cxt = CurrentMemoryContext;
 		volatile bool done = false;
 		ErrorData  *volatile edata = NULL;
+		bool		transient;
+		bool		again;
 
 		PG_TRY();
 		{
@@ -379,16 +395,19 @@ run_step(void (*step) (void *), void *arg, const char *what, bool retry)
 		PG_END_TRY();
 		if (done)
 			return true;
-		if (!is_transient(edata->sqlerrcode) || (retry && attempt >= 5))
+		transient = is_transient(edata->sqlerrcode);
+		again = retry && transient && attempt < 5;
+		/* A transient error of a step tried once only skips it. */
+		if (fatal && !again && (retry || !transient))
 			ereport(ERROR,
 					(errcode(edata->sqlerrcode),
 					 errmsg("pgwa dispatcher: %s failed: %s", what, edata->message)));
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("pgwa dispatcher: %s failed (%s)%s", what, edata->message,
-						retry ? "; retrying" : "")));
+						again ? "; retrying" : "")));
 		FreeErrorData(edata);
-		if (!retry)
+		if (!again)
 			return false;
 		pg_usleep(20000L * attempt);
 	}
@@ -420,7 +439,77 @@ claim_step(void *arg)
 static void
 record_reliably(List *results)
 {
-	run_step(record_step, results, "recording results", true);
+	run_step(record_step, results, "recording results", true, true);
+}
+
+/* Client webhooks: each step in its own transaction, none of them fatal. */
+static void
+hook_init_step(void *arg)
+{
+	begin_xact("pgwa: preparing webhook deliveries");
+	webhooks_prepare();
+	/* Claims left by a previous dispatcher: we are the only claimer. */
+	webhooks_release_leases(true);
+	end_xact();
+}
+
+typedef struct hook_claim_args
+{
+	int			room;
+	MemoryContext loop_cxt;
+	TimestampTz *next_due;
+	List	   *claims;
+} hook_claim_args;
+
+static void
+hook_claim_step(void *arg)
+{
+	hook_claim_args *a = arg;
+
+	begin_xact("pgwa: claiming webhook deliveries");
+	a->claims = webhooks_claim(a->room, a->loop_cxt, a->next_due);
+	end_xact();
+}
+
+static void
+hook_record_step(void *arg)
+{
+	begin_xact("pgwa: recording webhook deliveries");
+	webhooks_record((List *) arg);
+	end_xact();
+}
+
+/*
+ * A delivery result that cannot be recorded is lost, not the worker: its
+ * lease expires and the delivery goes out again (at least once).
+ */
+static bool
+record_hooks(List *results)
+{
+	return run_step(hook_record_step, results, "recording webhook deliveries", true, false);
+}
+
+static void
+hook_release_step(void *arg)
+{
+	begin_xact("pgwa: releasing expired webhook leases");
+	*(int *) arg = webhooks_release_leases(false);
+	end_xact();
+}
+
+/*
+ * Inbound events whose application failed, when due (pgwa.retry_failed_events).
+ * Bounded so that a stuck event cannot hold the loop: lock waits give up
+ * soon (the event is marked failed and retried later).
+ */
+static void
+retry_events_step(void *arg)
+{
+	begin_xact("pgwa: retrying failed inbound events");
+	SPI_execute("SELECT set_config('lock_timeout', '1s', true), "
+				"set_config('statement_timeout', '10s', true)", false, 0);
+	SPI_execute("SELECT pgwa.retry_failed_events(100)", false, 0);
+	end_xact();
 }
 
 static long
@@ -439,7 +528,12 @@ pgwa_dispatcher_main(Datum main_arg)
 	MemoryContext loop_cxt;
 	TimestampTz next_due = 0;
 	TimestampTz last_lease_check = 0;
+	TimestampTz last_events_retry = 0;
 	bool		claim_wanted = true;
+	TimestampTz hooks_due = 0;
+	TimestampTz hooks_not_before = 0;
+	bool		hooks_wanted = true;
+	bool		hooks_ready;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -456,14 +550,18 @@ pgwa_dispatcher_main(Datum main_arg)
 	ereport(LOG, (errmsg("pgwa dispatcher started in database \"%s\" (mode %s)",
 						 pgwa_database, pgwa_mode_raw)));
 
+	/* Without them (an error), messages go on and this is tried again later. */
+	hooks_ready = run_step(hook_init_step, NULL, "preparing webhook deliveries", false, false);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgwa dispatcher loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		List	   *results;
+		List	   *hook_results = NIL;
 		pgwa_delivery_mode	mode;
 		long		timeout;
 		TimestampTz now;
+		bool		hooks_possible;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -471,17 +569,25 @@ pgwa_dispatcher_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			claim_wanted = true;
+			hooks_wanted = true;
 		}
 		MemoryContextReset(loop_cxt);
 		mode = pgwa_effective_mode();
 
 		/* 1. Results of finished transfers. */
-		results = transfers_collect(loop_cxt);
+		results = transfers_collect(loop_cxt, &hook_results);
 		if (results != NIL)
 		{
 			record_reliably(results);
 			/* Freed instances may have more to send. */
 			claim_wanted = true;
+		}
+		if (hook_results != NIL)
+		{
+			record_hooks(hook_results);
+			/* Their subscriptions may have more to deliver: claim at once. */
+			hooks_wanted = true;
+			hooks_not_before = 0;
 		}
 
 		/* 2. New claims, unless mode disabled holds everything. */
@@ -494,7 +600,7 @@ pgwa_dispatcher_main(Datum main_arg)
 			claim_args ca = {pgwa_max_in_flight - transfers_in_flight(), loop_cxt, &next_due, NIL};
 
 			claim_wanted = false;
-			if (!run_step(claim_step, &ca, "claiming", false))
+			if (!run_step(claim_step, &ca, "claiming", false, true))
 				claim_wanted = true;	/* try again next round */
 			else if (ca.claims != NIL)
 			{
@@ -509,20 +615,74 @@ pgwa_dispatcher_main(Datum main_arg)
 			}
 		}
 
-		/* 3. Claims of a dead dispatcher or a lost transfer come back. */
+		/* 3. Client webhook deliveries, after the messages and apart from them. */
+		if (hooks_due != 0 && hooks_due <= now)
+			hooks_wanted = true;
+		hooks_possible = hooks_ready && mode != PGWA_MODE_DISABLED &&
+			transfers_webhooks_in_flight() < pgwa_webhook_max_in_flight;
+		if (hooks_possible && hooks_wanted && now >= hooks_not_before)
+		{
+			hook_claim_args ha = {Min(pgwa_webhook_max_in_flight - transfers_webhooks_in_flight(),
+									  pgwa_claim_batch), loop_cxt, &hooks_due, NIL};
+
+			hooks_wanted = false;
+			hooks_not_before = now + (TimestampTz) HOOK_CLAIM_MIN_MS * 1000;
+			if (!run_step(hook_claim_step, &ha, "claiming webhook deliveries", false, false))
+			{
+				hooks_wanted = true;
+				hooks_not_before = now + (TimestampTz) HOOK_BACKOFF_MS * 1000;
+			}
+			else if (ha.claims != NIL)
+			{
+				List	   *failed;
+
+				/* A full batch: more may be due. */
+				if (list_length(ha.claims) >= ha.room)
+					hooks_wanted = true;
+				failed = webhooks_start(ha.claims, loop_cxt);
+				if (failed != NIL)
+				{
+					record_hooks(failed);
+					hooks_wanted = true;
+				}
+			}
+		}
+
+		/* 4. Claims of a dead dispatcher or a lost transfer come back. */
 		if (now - last_lease_check >= (TimestampTz) LEASE_CHECK_MS * 1000)
 		{
+			int			hooks_released = 0;
+
 			/* Released claims are due again at once. */
 			if (release_expired_leases() > 0)
 				claim_wanted = true;
+			if (!hooks_ready)
+				hooks_ready = run_step(hook_init_step, NULL, "preparing webhook deliveries", false, false);
+			else if (run_step(hook_release_step, &hooks_released, "releasing webhook leases", false, false) &&
+					 hooks_released > 0)
+				hooks_wanted = true;
 			last_lease_check = now;
 		}
 
-		/* 4. Wait for a commit, a due message, or socket activity. */
+		/* 5. Inbound events whose application failed, when due. */
+		if (now - last_events_retry >= (TimestampTz) RETRY_EVENTS_MS * 1000)
+		{
+			run_step(retry_events_step, NULL, "retrying failed inbound events", false, false);
+			last_events_retry = now;
+		}
+
+		/* 6. Wait for a commit, a due message or delivery, or socket activity. */
 		timeout = pgwa_idle_poll_ms;
 		if (next_due != 0)
 			timeout = Min(timeout, ms_until(next_due));
-		if (transfers_in_flight() > 0)
+		if (hooks_possible)
+		{
+			if (hooks_wanted)
+				timeout = Min(timeout, ms_until(hooks_not_before));
+			else if (hooks_due != 0)
+				timeout = Min(timeout, ms_until(Max(hooks_due, hooks_not_before)));
+		}
+		if (transfers_in_flight() + transfers_webhooks_in_flight() > 0)
 		{
 			long		curl_ms = transfers_timeout_ms();
 
@@ -535,6 +695,7 @@ pgwa_dispatcher_main(Datum main_arg)
 			{
 				ResetLatch(MyLatch);
 				claim_wanted = true;
+				hooks_wanted = true;
 			}
 		}
 		else if (timeout > 0)
@@ -546,6 +707,7 @@ pgwa_dispatcher_main(Datum main_arg)
 			{
 				ResetLatch(MyLatch);
 				claim_wanted = true;
+				hooks_wanted = true;
 			}
 			if (rc & WL_TIMEOUT)
 				claim_wanted = true;

@@ -4,6 +4,8 @@
  * Each transfer owns a small memory context holding its claimed message,
  * request and response; it is deleted when the transfer finishes. Only
  * process-local state lives here: nothing of it goes to shared memory.
+ * Client webhook deliveries (webhook_delivery.c) share the multi handle and
+ * are counted apart.
  */
 #include "postgres.h"
 
@@ -13,6 +15,7 @@
 
 #include "pgwa.h"
 #include "transfer.h"
+#include "webhook_delivery.h"
 
 #define MAX_RESPONSE_BYTES (1024 * 1024)
 /* A request ends at least this long before its claim's lease does. */
@@ -20,6 +23,7 @@
 
 typedef struct transfer
 {
+	transfer_kind kind;			/* TRANSFER_MESSAGE; first, see transfer.h */
 	MemoryContext cxt;
 	CURL	   *easy;
 	claimed_message msg;
@@ -33,6 +37,7 @@ typedef struct transfer
 
 static CURLM *multi = NULL;
 static int	in_flight = 0;
+static int	webhooks_in_flight = 0;
 
 void
 transfers_init(void)
@@ -47,7 +52,8 @@ transfers_init(void)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("pgwa dispatcher: could not create a libcurl multi handle")));
 	/* Keep-alive connections to the brokers, reused across transfers. */
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(pgwa_max_in_flight, 16));
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+					  (long) Max(pgwa_max_in_flight + pgwa_webhook_max_in_flight, 16));
 }
 
 void
@@ -62,6 +68,21 @@ int
 transfers_in_flight(void)
 {
 	return in_flight;
+}
+
+int
+transfers_webhooks_in_flight(void)
+{
+	return webhooks_in_flight;
+}
+
+bool
+transfers_add_webhook(CURL *easy)
+{
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+		return false;
+	webhooks_in_flight++;
+	return true;
 }
 
 static const provider_ops *
@@ -93,41 +114,53 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* Retry-After: delay-seconds or an HTTP date (RFC 9110 10.2.3). */
+/*
+ * A Retry-After header line's delay in milliseconds (at most an hour), or -1
+ * when the line is another header. Delay-seconds or an HTTP date (RFC 9110
+ * 10.2.3).
+ */
+int
+transfer_parse_retry_after(const char *data, size_t n)
+{
+	char		line[256];
+	char	   *v;
+	char	   *end;
+	long		secs;
+
+	if (n <= 12 || n >= sizeof(line) || pg_strncasecmp(data, "retry-after:", 12) != 0)
+		return -1;
+	memcpy(line, data, n);
+	line[n] = '\0';
+	v = line + 12;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	v[strcspn(v, "\r\n")] = '\0';
+	secs = strtol(v, &end, 10);
+	if (end != v && *end == '\0' && secs >= 0)
+		return (int) Min(secs, 3600) * 1000;
+	else
+	{
+		time_t		when = curl_getdate(v, NULL);
+
+		if (when > 0)
+		{
+			long		d = (long) (when - time(NULL));
+
+			return (int) Min(Max(d, 1), 3600) * 1000;
+		}
+	}
+	return -1;
+}
+
 static size_t
 on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
 	transfer   *t = (transfer *) arg;
 	size_t		n = size * nmemb;
-	char		line[256];
+	int			ms = transfer_parse_retry_after(data, n);
 
-	if (n > 12 && n < sizeof(line) && pg_strncasecmp(data, "retry-after:", 12) == 0)
-	{
-		char	   *v;
-		char	   *end;
-		long		secs;
-
-		memcpy(line, data, n);
-		line[n] = '\0';
-		v = line + 12;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		v[strcspn(v, "\r\n")] = '\0';
-		secs = strtol(v, &end, 10);
-		if (end != v && *end == '\0' && secs >= 0)
-			t->retry_after_ms = (int) Min(secs, 3600) * 1000;
-		else
-		{
-			time_t		when = curl_getdate(v, NULL);
-
-			if (when > 0)
-			{
-				long		d = (long) (when - time(NULL));
-
-				t->retry_after_ms = (int) Min(Max(d, 1), 3600) * 1000;
-			}
-		}
-	}
+	if (ms >= 0)
+		t->retry_after_ms = ms;
 	return n;
 }
 
@@ -152,6 +185,7 @@ transfer_start(const claimed_message *msg, MemoryContext cxt, bool dryrun,
 	const char *problem;
 	transfer_result *r;
 
+	t->kind = TRANSFER_MESSAGE;
 	t->cxt = cxt;
 	t->msg = *msg;
 	t->started_at = GetCurrentTimestamp();
@@ -230,8 +264,8 @@ transfer_start(const claimed_message *msg, MemoryContext cxt, bool dryrun,
  * The failure class (GET /metrics) of a transfer that got no HTTP answer;
  * answers are classed by their status in SQL.
  */
-static const char *
-error_class(CURLcode code)
+const char *
+transfer_error_class(CURLcode code)
 {
 	switch (code)
 	{
@@ -268,7 +302,7 @@ finish(transfer *t, CURLcode code, MemoryContext result_cxt)
 	if (code != CURLE_OK)
 	{
 		r = new_result(t, result_cxt, "retry");
-		r->error_class = error_class(code);
+		r->error_class = transfer_error_class(code);
 		detail = psprintf("%s: %s", curl_easy_strerror(code),
 						  t->errbuf[0] ? t->errbuf : "no detail");
 	}
@@ -308,24 +342,40 @@ finish(transfer *t, CURLcode code, MemoryContext result_cxt)
 }
 
 List *
-transfers_collect(MemoryContext result_cxt)
+transfers_collect(MemoryContext result_cxt, List **webhook_results)
 {
 	List	   *results = NIL;
 	int			running;
 	int			queued;
 	CURLMsg    *m;
 
-	if (in_flight == 0)
+	if (in_flight + webhooks_in_flight == 0)
 		return NIL;
 	curl_multi_perform(multi, &running);
 	while ((m = curl_multi_info_read(multi, &queued)) != NULL)
 	{
+		void	   *priv;
 		transfer   *t;
 		MemoryContext old;
 
 		if (m->msg != CURLMSG_DONE)
 			continue;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &priv);
+		if (*(transfer_kind *) priv == TRANSFER_WEBHOOK)
+		{
+			CURL	   *easy = m->easy_handle;
+			CURLcode	code = m->data.result;
+
+			/* m is invalid once its handle leaves the multi handle. */
+			curl_multi_remove_handle(multi, easy);
+			webhooks_in_flight--;
+			old = MemoryContextSwitchTo(result_cxt);
+			*webhook_results = lappend(*webhook_results,
+									   webhook_finish(priv, code, result_cxt));
+			MemoryContextSwitchTo(old);
+			continue;
+		}
+		t = (transfer *) priv;
 		old = MemoryContextSwitchTo(result_cxt);
 		results = lappend(results, finish(t, m->data.result, result_cxt));
 		MemoryContextSwitchTo(old);

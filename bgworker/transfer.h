@@ -1,5 +1,6 @@
 /*
- * transfer.h: HTTP transfers to brokers on one libcurl multi handle.
+ * transfer.h: HTTP transfers on one libcurl multi handle: messages to
+ * brokers, and client webhook deliveries (webhook_delivery.c).
  */
 #ifndef PGWA_TRANSFER_H
 #define PGWA_TRANSFER_H
@@ -10,6 +11,16 @@
 #include "utils/timestamp.h"
 
 #include "provider.h"
+
+/*
+ * What a transfer on the multi handle is. The CURLOPT_PRIVATE of every easy
+ * handle points to a struct whose first member is its kind.
+ */
+typedef enum transfer_kind
+{
+	TRANSFER_MESSAGE = 1,
+	TRANSFER_WEBHOOK
+} transfer_kind;
 
 /* The outcome of one attempt, as pgwa._complete() takes it. */
 typedef struct transfer_result
@@ -28,7 +39,10 @@ typedef struct transfer_result
 
 extern void transfers_init(void);
 extern void transfers_shutdown(void);
+/* Messages in flight (pgwa.max_in_flight counts these). */
 extern int	transfers_in_flight(void);
+/* Client webhook deliveries in flight (pgwa.webhook_max_in_flight). */
+extern int	transfers_webhooks_in_flight(void);
 
 /*
  * Starts sending msg, whose strings live in cxt; the transfer owns cxt from
@@ -42,8 +56,18 @@ extern transfer_result *transfer_start(const claimed_message *msg, MemoryContext
 /* Waits up to timeout_ms for socket activity on the transfers. */
 extern void transfers_wait(int timeout_ms);
 
-/* Drives the transfers and returns the results of finished ones. */
-extern List *transfers_collect(MemoryContext result_cxt);
+/*
+ * Drives the transfers and returns the results of finished messages; those
+ * of finished webhook deliveries are appended to *webhook_results.
+ */
+extern List *transfers_collect(MemoryContext result_cxt, List **webhook_results);
+
+/* Adds a webhook delivery's easy handle to the multi handle; false if not. */
+extern bool transfers_add_webhook(CURL *easy);
+
+/* Helpers shared with webhook_delivery.c. */
+extern int	transfer_parse_retry_after(const char *data, size_t n);
+extern const char *transfer_error_class(CURLcode code);
 
 /* Milliseconds until libcurl needs attention for timeouts (-1: none). */
 extern long transfers_timeout_ms(void);

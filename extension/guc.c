@@ -16,6 +16,8 @@ int			pgwa_http_timeout_ms = 15000;
 int			pgwa_connect_timeout_ms = 5000;
 int			pgwa_lease_s = 120;
 int			pgwa_idle_poll_ms = 1000;
+int			pgwa_webhook_max_in_flight = 100;
+int			pgwa_webhook_timeout_ms = 10000;
 
 static bool
 check_mode(char **newval, void **extra, GucSource source)
@@ -113,6 +115,17 @@ pgwa_define_gucs(void)
 	DefineCustomIntVariable("pgwa.idle_poll",
 							"Longest the dispatcher sleeps when it has nothing due (commits wake it sooner).",
 							NULL, &pgwa_idle_poll_ms, 1000, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.webhook_max_in_flight",
+							"Most client webhook deliveries the dispatcher keeps in flight at once.",
+							"Counted apart from pgwa.max_in_flight, so deliveries never take the place of messages.",
+							&pgwa_webhook_max_in_flight, 100, 0, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.webhook_timeout",
+							"Timeout of one client webhook delivery.",
+							NULL, &pgwa_webhook_timeout_ms, 10000, 100, 600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgwa");

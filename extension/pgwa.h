@@ -47,6 +47,8 @@ extern int	pgwa_http_timeout_ms;
 extern int	pgwa_connect_timeout_ms;
 extern int	pgwa_lease_s;
 extern int	pgwa_idle_poll_ms;
+extern int	pgwa_webhook_max_in_flight;
+extern int	pgwa_webhook_timeout_ms;
 extern void pgwa_define_gucs(void);
 extern pgwa_delivery_mode pgwa_effective_mode(void);
 extern const char *pgwa_mode_name(pgwa_delivery_mode mode);

@@ -23,6 +23,7 @@ INSERT INTO pgwa.error_codes VALUES
 	('PW412', 'ALREADY_EXISTS',          409),
 	('PW413', 'PAYLOAD_TOO_LARGE',       413),
 	('PW414', 'MESSAGE_NOT_REPLAYABLE',  409),
+	('PW415', 'DELIVERY_NOT_REPLAYABLE', 409),
 	('PW422', 'UNPROCESSABLE',           422),
 	('PW423', 'WINDOW_CLOSED',           422),
 	('PW429', 'RATE_LIMITED',            429),

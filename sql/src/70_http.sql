@@ -391,6 +391,9 @@ BEGIN
 			RETURN pgwa._reply(200, pgwa.cancel(pgwa._tenant_message(v_tenant, p_seg[3])));
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'GET, DELETE');
+	ELSIF p_seg[2] = 'webhooks' AND n BETWEEN 2 AND 6 THEN
+		-- client webhook subscriptions (71_http_webhooks.sql)
+		RETURN pgwa._route_webhooks(p_method, p_seg, p_query, pgwa._require_tenant(p_headers), p_body);
 	ELSIF p_seg[2] = 'messages' AND n = 4 AND p_seg[4] = 'replay' THEN
 		v_tenant := pgwa._require_tenant(p_headers);
 		IF p_method = 'POST' THEN

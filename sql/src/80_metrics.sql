@@ -101,5 +101,6 @@ LANGUAGE sql VOLATILE AS $$
 			'Messages of all instances not yet sent, in flight included.',
 			(SELECT format('pgwa_backlog_messages %s', coalesce(sum(n), 0)) FROM backlog)),
 		-- inbound webhooks (seed 000): whatsapp_webhook_events_total{result,reason,payload_type}
-		(SELECT string_agg(l, E'\n') || E'\n' FROM pgwa.webhook_metrics() l))
+		(SELECT string_agg(l, E'\n') || E'\n' FROM pgwa.webhook_metrics() l),
+		pgwa._client_webhook_metrics())
 $$;
