@@ -72,7 +72,7 @@ test/mock_broker/mock-broker: $(wildcard test/mock_broker/*.c test/mock_broker/*
 
 clean: clean-tools
 clean-tools:
-	rm -f http_front/pgwa-http test/mock_broker/mock-broker
+	rm -f http_front/pgwa-http test/mock_broker/mock-broker bench/enqueue_client
 
 .PHONY: deps run stop test bench clean-tools
 deps:
