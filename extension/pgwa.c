@@ -61,6 +61,12 @@ wake_xact_callback(XactEvent event, void *arg)
 Datum
 pgwa_wake_dispatcher_on_commit(PG_FUNCTION_ARGS)
 {
+	/*
+	 * In mode disabled the dispatcher claims nothing, so waking it would only
+	 * cost a signal per commit; a reload to another mode makes it claim.
+	 */
+	if (pgwa_effective_mode() == PGWA_MODE_DISABLED)
+		PG_RETURN_VOID();
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(wake_xact_callback, NULL);

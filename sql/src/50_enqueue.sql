@@ -122,12 +122,17 @@ END $$;
 CREATE FUNCTION pgwa.send(p_instance uuid, p_to text, p_text text, p_options jsonb DEFAULT '{}',
                           p_idempotency_key text DEFAULT NULL)
 RETURNS TABLE (message_id uuid, status text)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+	-- plpgsql keeps this plan; a sql wrapper around a set-returning plpgsql
+	-- function is not inlined and would be planned at every call
+	RETURN QUERY
 	SELECT e.message_id, e.status
 	FROM pgwa.enqueue(p_instance,
 	                  coalesce(p_options, '{}') || jsonb_build_object('to', p_to, 'type', 'text', 'text', p_text),
-	                  p_idempotency_key) e
-$$;
+	                  p_idempotency_key) e;
+END $$;
 
 -- A message as the API shows it, with its attempts.
 CREATE FUNCTION pgwa.message_json(p_message uuid) RETURNS jsonb

@@ -5,12 +5,15 @@
 -------------------------------------------------------------------------------
 
 -- The first pending message of an instance, in sending order.
+-- plpgsql, not sql: with ORDER BY ... LIMIT a sql function cannot be inlined
+-- and would be planned again at every call; plpgsql keeps its plan.
 CREATE FUNCTION pgwa._head_due(p_instance uuid) RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
-	SELECT o.due_at FROM pgwa.outbox o
-	WHERE o.instance_id = p_instance AND o.status IN ('queued', 'scheduled', 'failed')
-	ORDER BY o.due_at, o.seq LIMIT 1
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN (SELECT o.due_at FROM pgwa.outbox o
+	        WHERE o.instance_id = p_instance AND o.status IN ('queued', 'scheduled', 'failed')
+	        ORDER BY o.due_at, o.seq LIMIT 1);
+END $$;
 
 -- Claims the head message of up to p_limit ready instances, in one statement.
 -- An instance whose head is not due yet (or that has none left) only gets its
