@@ -135,6 +135,7 @@ median() {
 # spread VALUE...: (max - min) / median, in percent: the noise between runs.
 spread() {
 	local m
+	[ $# -ge 2 ] || { echo "n/a (1 run)"; return; }
 	m=$(median "$@")
 	printf '%s\n' "$@" | sort -g | awk -v m="$m" 'NR==1 {lo=$1} {hi=$1} END {
 		if (m == 0) print "n/a"; else printf "%.0f%%\n", (hi - lo) * 100 / m }'
