@@ -73,8 +73,13 @@ CREATE INDEX instance_state_ready ON pgwa.instance_state ((greatest(head_due, no
 --   dead       permanent failure or attempts exhausted (dead letter)
 --   canceled   canceled before it was sent
 -------------------------------------------------------------------------------
+-- The foreign key points at instance_state, not instances: an enqueue already
+-- holds its instance_state row lock, so the key check re-locks a row the
+-- transaction owns, where a check on instances would have every concurrent
+-- enqueuer share-lock one row (MultiXacts). instance_state cascades from
+-- instances, so deleting an instance still deletes its outbox.
 CREATE TABLE pgwa.outbox (
-	instance_id       uuid   NOT NULL REFERENCES pgwa.instances (id) ON DELETE CASCADE,
+	instance_id       uuid   NOT NULL REFERENCES pgwa.instance_state (instance_id) ON DELETE CASCADE,
 	seq               bigint NOT NULL,
 	id                uuid   NOT NULL DEFAULT gen_random_uuid(),
 	tenant_id         uuid   NOT NULL,
