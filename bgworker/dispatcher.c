@@ -168,16 +168,6 @@ release_expired_leases(void)
 	return released;
 }
 
-static void
-append_json_field(StringInfo buf, const char *key, const char *value)
-{
-	appendStringInfo(buf, ",\"%s\":", key);
-	if (value)
-		escape_json(buf, value);
-	else
-		appendStringInfoString(buf, "null");
-}
-
 /* Counts the enqueue-to-sent latencies _complete_batch returned. */
 static void
 observe_latencies(void)
@@ -222,18 +212,12 @@ record_results(List *results)
 		if (buf.len > 1)
 			appendStringInfoChar(&buf, ',');
 		appendStringInfo(&buf, "{\"s\":" INT64_FORMAT, r->seq);
-		append_json_field(&buf, "i", r->instance_id);
-		append_json_field(&buf, "o", r->outcome);
-		if (r->http_status != 0)
-			appendStringInfo(&buf, ",\"h\":%d", r->http_status);
-		append_json_field(&buf, "b", r->broker_id);
-		append_json_field(&buf, "e", r->error);
-		append_json_field(&buf, "t", timestamptz_to_str(r->started_at));
-		appendStringInfo(&buf, ",\"d\":%.3f", r->duration_ms);
-		if (r->retry_after_ms > 0)
-			appendStringInfo(&buf, ",\"r\":%d", r->retry_after_ms);
+		json_append_field(&buf, "i", r->instance_id);
+		json_append_attempt(&buf, r->outcome, r->http_status, r->error, r->started_at,
+							r->duration_ms, r->retry_after_ms);
+		json_append_field(&buf, "b", r->broker_id);
 		if (r->error_class)
-			append_json_field(&buf, "c", r->error_class);
+			json_append_field(&buf, "c", r->error_class);
 		appendStringInfoChar(&buf, '}');
 	}
 	appendStringInfoChar(&buf, ']');

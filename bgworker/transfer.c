@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "pgwa.h"
@@ -492,4 +493,29 @@ provider_dump(json_t *body)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("pgwa dispatcher: could not serialise a request body")));
 	return s;
+}
+
+void
+json_append_field(StringInfo buf, const char *key, const char *value)
+{
+	appendStringInfo(buf, ",\"%s\":", key);
+	if (value)
+		escape_json(buf, value);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/* o: outcome, h: HTTP status (absent: none), e: error, t: start, d: ms, r: Retry-After ms */
+void
+json_append_attempt(StringInfo buf, const char *outcome, int http_status, const char *error,
+					TimestampTz started_at, double duration_ms, int retry_after_ms)
+{
+	json_append_field(buf, "o", outcome);
+	if (http_status != 0)
+		appendStringInfo(buf, ",\"h\":%d", http_status);
+	json_append_field(buf, "e", error);
+	json_append_field(buf, "t", timestamptz_to_str(started_at));
+	appendStringInfo(buf, ",\"d\":%.3f", duration_ms);
+	if (retry_after_ms > 0)
+		appendStringInfo(buf, ",\"r\":%d", retry_after_ms);
 }

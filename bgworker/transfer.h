@@ -72,4 +72,13 @@ extern const char *transfer_error_class(CURLcode code);
 /* Milliseconds until libcurl needs attention for timeouts (-1: none). */
 extern long transfers_timeout_ms(void);
 
+/*
+ * JSON of recorded results, as pgwa._complete_batch() and the webhook
+ * delivery recorder read them: ,"key":value and the fields every attempt has.
+ */
+extern void json_append_field(StringInfo buf, const char *key, const char *value);
+extern void json_append_attempt(StringInfo buf, const char *outcome, int http_status,
+								const char *error, TimestampTz started_at,
+								double duration_ms, int retry_after_ms);
+
 #endif							/* PGWA_TRANSFER_H */

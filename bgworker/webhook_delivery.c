@@ -347,16 +347,6 @@ webhook_finish(void *transfer, CURLcode code, MemoryContext result_cxt)
 	return r;
 }
 
-static void
-append_json_field(StringInfo buf, const char *key, const char *value)
-{
-	appendStringInfo(buf, ",\"%s\":", key);
-	if (value)
-		escape_json(buf, value);
-	else
-		appendStringInfoString(buf, "null");
-}
-
 void
 webhooks_record(List *results)
 {
@@ -374,15 +364,9 @@ webhooks_record(List *results)
 		if (buf.len > 1)
 			appendStringInfoChar(&buf, ',');
 		appendStringInfo(&buf, "{\"i\":" INT64_FORMAT, r->id);
-		append_json_field(&buf, "tn", r->tenant_id);
-		append_json_field(&buf, "o", r->outcome);
-		if (r->http_status != 0)
-			appendStringInfo(&buf, ",\"h\":%d", r->http_status);
-		append_json_field(&buf, "e", r->error);
-		append_json_field(&buf, "t", timestamptz_to_str(r->started_at));
-		appendStringInfo(&buf, ",\"d\":%.3f", r->duration_ms);
-		if (r->retry_after_ms > 0)
-			appendStringInfo(&buf, ",\"r\":%d", r->retry_after_ms);
+		json_append_field(&buf, "tn", r->tenant_id);
+		json_append_attempt(&buf, r->outcome, r->http_status, r->error, r->started_at,
+							r->duration_ms, r->retry_after_ms);
 		appendStringInfoChar(&buf, '}');
 	}
 	appendStringInfoChar(&buf, ']');
