@@ -65,7 +65,18 @@ if ! as_owner "$bindir/pg_ctl" -D "$state/data" status >/dev/null 2>&1; then
 fi
 psql -X -q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'pgwa'" | grep -q 1 ||
 	psql -X -q -d postgres -c "CREATE DATABASE pgwa"
+# Version 0.1 is not released, so it has no upgrade scripts: when the install
+# script changed since this cluster got it, schema pgwa is made again.
+script_sha=$(sha256sum sql/pgwa--0.1.sql | cut -d' ' -f1)
+had_pgwa=$(psql -X -qtA -c "SELECT count(*) FROM pg_extension WHERE extname = 'pgwa'")
+if [ "$had_pgwa" = 1 ] && [ "$(cat "$state/extension.sha" 2>/dev/null)" != "$script_sha" ]; then
+	echo "pgwa: the extension's install script changed since this cluster got it (0.1 has no"
+	echo "      upgrade scripts yet): recreating schema pgwa; its data and keys are reset"
+	psql -X -q -c "SET client_min_messages = warning; DROP EXTENSION pgwa CASCADE;"
+	rm -f "$state/admin.key"
+fi
 psql -X -q -c "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS pg_cron; CREATE EXTENSION IF NOT EXISTS pgwa;"
+echo "$script_sha" > "$state/extension.sha"
 
 if [ ! -s "$state/admin.key" ]; then
 	psql -X -qtA -c "SELECT pgwa.create_admin_key('make run')" > "$state/admin.key"
