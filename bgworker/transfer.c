@@ -220,31 +220,10 @@ transfer_start(const claimed_message *msg, MemoryContext cxt, bool dryrun,
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("pgwa dispatcher: could not create a libcurl handle")));
-	curl_easy_setopt(t->easy, CURLOPT_URL, t->req.url.data);
-	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(t->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, t->req.body);
-	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(t->req.body));
-	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req.headers);
-	/*
-	 * Never outlive the claim: once its lease expires the message is given
-	 * back and sent again, and two requests would be in flight for it.
-	 */
-	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS,
-					 Min((long) pgwa_http_timeout_ms,
-						 Max(pgwa_lease_s * 1000L - LEASE_MARGIN_MS, 1000L)));
-	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) pgwa_connect_timeout_ms);
-	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
-	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
-	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
-	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "pgwa/0.1");
 	/* An "Expect: 100-continue" round trip would only add latency. */
 	t->req.headers = curl_slist_append(t->req.headers, "Expect:");
-	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req.headers);
+	transfer_prepare_post(t->easy, t->req.url.data, t->req.body, t->req.headers,
+						  pgwa_http_timeout_ms, on_body, on_header, t, t->errbuf, "pgwa/0.1");
 	MemoryContextSwitchTo(old);
 
 	if (curl_multi_add_handle(multi, t->easy) != CURLM_OK)
@@ -518,4 +497,34 @@ json_append_attempt(StringInfo buf, const char *outcome, int http_status, const 
 	appendStringInfo(buf, ",\"d\":%.3f", duration_ms);
 	if (retry_after_ms > 0)
 		appendStringInfo(buf, ",\"r\":%d", retry_after_ms);
+}
+
+/*
+ * A POST on easy with the options every pgwa request shares. The timeout
+ * never outlives the claim's lease: once a lease expires the work is given
+ * back and sent again, and two requests would be in flight for it.
+ */
+void
+transfer_prepare_post(CURL *easy, const char *url, const char *body,
+					  struct curl_slist *headers, int timeout_ms,
+					  curl_write_callback on_body_fn, curl_write_callback on_header_fn,
+					  void *arg, char *errbuf, const char *user_agent)
+{
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+					 Min((long) timeout_ms, Max(pgwa_lease_s * 1000L - LEASE_MARGIN_MS, 1000L)));
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) pgwa_connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body_fn);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, arg);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header_fn);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, arg);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, arg);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, user_agent);
 }

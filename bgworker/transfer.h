@@ -81,4 +81,10 @@ extern void json_append_attempt(StringInfo buf, const char *outcome, int http_st
 								const char *error, TimestampTz started_at,
 								double duration_ms, int retry_after_ms);
 
+/* A POST with the options every request shares; timeout capped by the lease. */
+extern void transfer_prepare_post(CURL *easy, const char *url, const char *body,
+								  struct curl_slist *headers, int timeout_ms,
+								  curl_write_callback on_body_fn, curl_write_callback on_header_fn,
+								  void *arg, char *errbuf, const char *user_agent);
+
 #endif							/* PGWA_TRANSFER_H */

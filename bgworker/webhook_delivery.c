@@ -23,9 +23,6 @@
 
 /* What is kept of a subscriber's answer: enough to say what went wrong. */
 #define MAX_ANSWER_BYTES 512
-/* A request ends at least this long before its claim's lease does. */
-#define LEASE_MARGIN_MS 2000L
-
 /* A claimed delivery, then its transfer; lives in cxt. */
 typedef struct webhook_transfer
 {
@@ -229,25 +226,8 @@ start_one(webhook_transfer *w, MemoryContext result_cxt)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("pgwa dispatcher: could not create a libcurl handle")));
-	curl_easy_setopt(w->easy, CURLOPT_URL, w->url);
-	curl_easy_setopt(w->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(w->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(w->easy, CURLOPT_POSTFIELDS, w->body);
-	curl_easy_setopt(w->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(w->body));
-	curl_easy_setopt(w->easy, CURLOPT_HTTPHEADER, w->headers);
-	/* Never outlive the claim: an expired lease sends the delivery again. */
-	curl_easy_setopt(w->easy, CURLOPT_TIMEOUT_MS,
-					 Min((long) pgwa_webhook_timeout_ms,
-						 Max(pgwa_lease_s * 1000L - LEASE_MARGIN_MS, 1000L)));
-	curl_easy_setopt(w->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) pgwa_connect_timeout_ms);
-	curl_easy_setopt(w->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, on_answer);
-	curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
-	curl_easy_setopt(w->easy, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(w->easy, CURLOPT_HEADERDATA, w);
-	curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, w->errbuf);
-	curl_easy_setopt(w->easy, CURLOPT_PRIVATE, w);
-	curl_easy_setopt(w->easy, CURLOPT_USERAGENT, "pgwa-webhooks/0.1");
+	transfer_prepare_post(w->easy, w->url, w->body, w->headers, pgwa_webhook_timeout_ms,
+						  on_answer, on_header, w, w->errbuf, "pgwa-webhooks/0.1");
 	MemoryContextSwitchTo(old);
 
 	if (!transfers_add_webhook(w->easy))
