@@ -24,6 +24,7 @@ OBJS = \
 	extension/inbound_meta.o \
 	extension/crypto.o \
 	bgworker/dispatcher.o \
+	bgworker/inbound_applier.o \
 	bgworker/transfer.o \
 	bgworker/webhook_delivery.o \
 	bgworker/provider_broker.o \

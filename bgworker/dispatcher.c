@@ -10,9 +10,9 @@
  * short slices so a new enqueue is still picked up within milliseconds.
  *
  * The same loop delivers client webhooks (webhook_delivery.c) on the same
- * multi handle, with their own cap and their own transactions, and every
- * few seconds re-applies inbound events whose application failed. Errors in
- * either are logged and skipped: they never stop the messages.
+ * multi handle, with their own cap and their own transactions. Their errors
+ * are logged and skipped: they never stop the messages. Inbound events are
+ * the inbound applier's (inbound_applier.c).
  */
 #include "postgres.h"
 
@@ -45,8 +45,6 @@
 #define HOOK_CLAIM_MIN_MS 5
 /* After a failed webhook step, webhooks rest this long. */
 #define HOOK_BACKOFF_MS 1000
-/* How often inbound events whose application failed are retried. */
-#define RETRY_EVENTS_MS 3000
 
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
@@ -481,21 +479,6 @@ hook_release_step(void *arg)
 	end_xact();
 }
 
-/*
- * Inbound events whose application failed, when due (pgwa.retry_failed_events).
- * Bounded so that a stuck event cannot hold the loop: lock waits give up
- * soon (the event is marked failed and retried later).
- */
-static void
-retry_events_step(void *arg)
-{
-	begin_xact("pgwa: retrying failed inbound events");
-	SPI_execute("SELECT set_config('lock_timeout', '1s', true), "
-				"set_config('statement_timeout', '10s', true)", false, 0);
-	SPI_execute("SELECT pgwa.retry_failed_events(100)", false, 0);
-	end_xact();
-}
-
 static long
 ms_until(TimestampTz t)
 {
@@ -512,7 +495,6 @@ pgwa_dispatcher_main(Datum main_arg)
 	MemoryContext loop_cxt;
 	TimestampTz next_due = 0;
 	TimestampTz last_lease_check = 0;
-	TimestampTz last_events_retry = 0;
 	bool		claim_wanted = true;
 	TimestampTz hooks_due = 0;
 	TimestampTz hooks_not_before = 0;
@@ -648,14 +630,7 @@ pgwa_dispatcher_main(Datum main_arg)
 			last_lease_check = now;
 		}
 
-		/* 5. Inbound events whose application failed, when due. */
-		if (now - last_events_retry >= (TimestampTz) RETRY_EVENTS_MS * 1000)
-		{
-			run_step(retry_events_step, NULL, "retrying failed inbound events", false, false);
-			last_events_retry = now;
-		}
-
-		/* 6. Wait for a commit, a due message or delivery, or socket activity. */
+		/* 5. Wait for a commit, a due message or delivery, or socket activity. */
 		timeout = pgwa_idle_poll_ms;
 		if (next_due != 0)
 			timeout = Min(timeout, ms_until(next_due));

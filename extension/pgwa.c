@@ -15,11 +15,14 @@
 PG_MODULE_MAGIC;
 
 PG_FUNCTION_INFO_V1(pgwa_wake_dispatcher_on_commit);
+PG_FUNCTION_INFO_V1(pgwa_wake_applier_on_commit);
+PG_FUNCTION_INFO_V1(pgwa_applier_pid);
 PG_FUNCTION_INFO_V1(pgwa_dispatcher_pid);
 PG_FUNCTION_INFO_V1(pgwa_mode);
 
 /* Whether this transaction already asked for a wake-up at commit. */
 static bool wake_pending = false;
+static bool wake_applier_pending = false;
 static bool xact_callback_registered = false;
 
 void
@@ -32,6 +35,7 @@ _PG_init(void)
 		return;
 	pgwa_shmem_install_hooks();
 	pgwa_register_dispatcher();
+	pgwa_register_applier();
 }
 
 static void
@@ -43,11 +47,15 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_pending)
 				pgwa_shmem_wake_dispatcher();
+			if (wake_applier_pending)
+				pgwa_shmem_wake_applier();
 			wake_pending = false;
+			wake_applier_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_pending = false;
+			wake_applier_pending = false;
 			break;
 		default:
 			break;
@@ -74,6 +82,29 @@ pgwa_wake_dispatcher_on_commit(PG_FUNCTION_ARGS)
 	}
 	wake_pending = true;
 	PG_RETURN_VOID();
+}
+
+/* The inbound applier, once per transaction that stored webhook events. */
+Datum
+pgwa_wake_applier_on_commit(PG_FUNCTION_ARGS)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_applier_pending = true;
+	PG_RETURN_VOID();
+}
+
+Datum
+pgwa_applier_pid(PG_FUNCTION_ARGS)
+{
+	pid_t		pid = pgwa_shmem_applier_pid();
+
+	if (pid == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32((int32) pid);
 }
 
 Datum

@@ -61,6 +61,9 @@ extern void pgwa_shmem_install_hooks(void);
 extern void pgwa_shmem_set_dispatcher(bool running);
 extern pid_t pgwa_shmem_dispatcher_pid(void);
 extern void pgwa_shmem_wake_dispatcher(void);
+extern void pgwa_shmem_set_applier(bool running);
+extern pid_t pgwa_shmem_applier_pid(void);
+extern void pgwa_shmem_wake_applier(void);
 extern bool pgwa_shmem_available(void);
 extern void pgwa_shmem_set_in_flight(int n);
 extern int	pgwa_shmem_in_flight(void);
@@ -70,5 +73,9 @@ extern void pgwa_shmem_read_histogram(pgwa_histogram_id h, uint64 *cumulative, u
 /* dispatcher.c */
 extern void pgwa_register_dispatcher(void);
 PGDLLEXPORT extern void pgwa_dispatcher_main(Datum main_arg);
+
+/* inbound_applier.c */
+extern void pgwa_register_applier(void);
+PGDLLEXPORT extern void pgwa_applier_main(Datum main_arg);
 
 #endif							/* PGWA_H */

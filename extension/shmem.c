@@ -1,7 +1,7 @@
 /*
- * shmem.c: the little shared state pgwa needs: which process is the
- * dispatcher, so that committing backends can set its latch, and the
- * dispatcher's live metrics (transfers in flight, two latency histograms).
+ * shmem.c: the little shared state pgwa needs: which processes are the
+ * dispatcher and the inbound applier, so that committing backends can set
+ * their latches, and the dispatcher's live metrics (transfers in flight, two latency histograms).
  *
  * Only a pgprocno and plain counters are kept here, never a process-local
  * pointer. The metrics are atomics: the dispatcher updates them without a
@@ -32,6 +32,8 @@ typedef struct pgwa_shared
 	slock_t		mutex;
 	pid_t		dispatcher_pid;
 	int			dispatcher_procno;
+	pid_t		applier_pid;
+	int			applier_procno;
 	pg_atomic_uint32 in_flight;
 	pgwa_histogram histograms[PGWA_HIST_COUNT];
 } pgwa_shared;
@@ -68,6 +70,8 @@ pgwa_shmem_startup(void)
 		SpinLockInit(&shared->mutex);
 		shared->dispatcher_pid = 0;
 		shared->dispatcher_procno = -1;
+		shared->applier_pid = 0;
+		shared->applier_procno = -1;
 		pg_atomic_init_u32(&shared->in_flight, 0);
 		for (int h = 0; h < PGWA_HIST_COUNT; h++)
 		{
@@ -123,6 +127,44 @@ pgwa_shmem_wake_dispatcher(void)
 		return;
 	SpinLockAcquire(&shared->mutex);
 	procno = shared->dispatcher_procno;
+	SpinLockRelease(&shared->mutex);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+void
+pgwa_shmem_set_applier(bool running)
+{
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	shared->applier_pid = running ? MyProcPid : 0;
+	shared->applier_procno = running ? MyProc->pgprocno : -1;
+	SpinLockRelease(&shared->mutex);
+}
+
+pid_t
+pgwa_shmem_applier_pid(void)
+{
+	pid_t		pid;
+
+	if (shared == NULL)
+		return 0;
+	SpinLockAcquire(&shared->mutex);
+	pid = shared->applier_pid;
+	SpinLockRelease(&shared->mutex);
+	return pid;
+}
+
+void
+pgwa_shmem_wake_applier(void)
+{
+	int			procno;
+
+	if (shared == NULL)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	procno = shared->applier_procno;
 	SpinLockRelease(&shared->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);

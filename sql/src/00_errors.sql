@@ -39,3 +39,15 @@ BEGIN
 	RAISE EXCEPTION USING ERRCODE = p_sqlstate, MESSAGE = p_message,
 		COLUMN = coalesce(p_field, ''), DETAIL = coalesce(p_detail, '');
 END $$;
+
+-- Raises a pgwa error when p_cond holds; true otherwise, so that a query can
+-- check every row it reads in its WHERE clause.
+CREATE FUNCTION pgwa._raise_if(p_cond boolean, p_sqlstate text, p_message text, p_field text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF p_cond THEN
+		PERFORM pgwa._raise(p_sqlstate, p_message, p_field);
+	END IF;
+	RETURN true;
+END $$;

@@ -174,3 +174,41 @@ CREATE TABLE pgwa.webhook_counters (
 	count        bigint NOT NULL DEFAULT 0,
 	PRIMARY KEY (result, reason, payload_type, shard)
 );
+
+-- One normalised live message on its way to the tables (pgwa._apply_live):
+-- where it came from (event, position), whose it is, who wrote it and what.
+-- at is when the contact wrote (the broker's time, else the arrival).
+CREATE TYPE pgwa._live_msg AS (
+	event_id     bigint,
+	n            int,
+	received_at  timestamptz,
+	instance_id  uuid,
+	tenant_id    uuid,
+	instance_key text,
+	bid          text,
+	phone        text,
+	lid          text,
+	contact      jsonb,
+	chat_jid     text,
+	is_group     boolean,
+	participant  text,
+	ts           timestamptz,
+	at           timestamptz,
+	message      jsonb,
+	meta         jsonb
+);
+
+-- What became of one live message: accepted or duplicate, with its ids.
+CREATE TYPE pgwa._live_result AS (
+	event_id bigint,
+	n        int,
+	result   jsonb
+);
+
+-- The last non-null value of an ordered aggregate, and a jsonb merge: how a
+-- batch folds several messages of one sender into one lead update, as if
+-- they had been applied one after the other.
+CREATE FUNCTION pgwa._last_sfunc(anyelement, anyelement) RETURNS anyelement
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT coalesce($2, $1)';
+CREATE AGGREGATE pgwa._last_value(anyelement) (SFUNC = pgwa._last_sfunc, STYPE = anyelement);
+CREATE AGGREGATE pgwa._jsonb_merge(jsonb) (SFUNC = jsonb_concat, STYPE = jsonb, INITCOND = '{}');

@@ -15,6 +15,15 @@ CREATE FUNCTION pgwa.normalize_message(message jsonb) RETURNS jsonb
 CREATE FUNCTION pgwa._wake_dispatcher_on_commit() RETURNS void
 	AS 'MODULE_PATHNAME', 'pgwa_wake_dispatcher_on_commit' LANGUAGE C VOLATILE;
 
+-- Asks for the inbound applier to be woken when the current transaction
+-- commits (it applies the webhook events just stored).
+CREATE FUNCTION pgwa._wake_applier_on_commit() RETURNS void
+	AS 'MODULE_PATHNAME', 'pgwa_wake_applier_on_commit' LANGUAGE C VOLATILE;
+
+-- The inbound applier's process id, or NULL when it is not running.
+CREATE FUNCTION pgwa.applier_pid() RETURNS int
+	AS 'MODULE_PATHNAME', 'pgwa_applier_pid' LANGUAGE C VOLATILE;
+
 -- The dispatcher's process id, NULL when it is not running.
 CREATE FUNCTION pgwa.dispatcher_pid() RETURNS int
 	AS 'MODULE_PATHNAME', 'pgwa_dispatcher_pid' LANGUAGE C VOLATILE;

@@ -22,22 +22,34 @@ RETURN to_char(p AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
 -- {tenant_id, id, event, data}. NOTIFY payloads must stay under 8000 bytes:
 -- data is a summary (ids, types, short text); when even that is too long the
 -- notification carries only the id, and listeners read pgwa.events.
-CREATE FUNCTION pgwa._emit(p_tenant uuid, p_event text, p_data jsonb) RETURNS bigint
+-- Emits several events at once, in array order (one insert, one NOTIFY
+-- each); returns the id of the last.
+CREATE FUNCTION pgwa._emit_all(p_tenants uuid[], p_events text[], p_data jsonb[]) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-	v_id   bigint;
-	v_note text;
+	v_last bigint;
+	v_sent bigint;
 BEGIN
-	INSERT INTO pgwa.events (tenant_id, event, payload) VALUES (p_tenant, p_event, p_data)
-	RETURNING id INTO v_id;
-	v_note := jsonb_build_object('tenant_id', p_tenant, 'id', v_id, 'event', p_event, 'data', p_data)::text;
-	IF octet_length(v_note) > 7900 THEN
-		v_note := jsonb_build_object('tenant_id', p_tenant, 'id', v_id, 'event', p_event,
-		                             'truncated', true)::text;
-	END IF;
-	PERFORM pg_notify('pgwa_events', v_note);
-	RETURN v_id;
+	WITH ins AS (
+		INSERT INTO pgwa.events (tenant_id, event, payload)
+		SELECT t, e, d FROM unnest(p_tenants, p_events, p_data) WITH ORDINALITY AS u(t, e, d, o) ORDER BY o
+		RETURNING tenant_id, id, event, payload),
+	note AS (
+		SELECT i.id, jsonb_build_object('tenant_id', i.tenant_id, 'id', i.id, 'event', i.event,
+		                                'data', i.payload)::text AS full_note,
+		       jsonb_build_object('tenant_id', i.tenant_id, 'id', i.id, 'event', i.event,
+		                          'truncated', true)::text AS short_note
+		FROM ins i ORDER BY i.id OFFSET 0)
+	SELECT max(n.id), count(pg_notify('pgwa_events', CASE WHEN octet_length(n.full_note) > 7900
+	                                                      THEN n.short_note ELSE n.full_note END))
+	INTO v_last, v_sent FROM note n;
+	RETURN v_last;
 END $$;
+
+CREATE FUNCTION pgwa._emit(p_tenant uuid, p_event text, p_data jsonb) RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT pgwa._emit_all(ARRAY[p_tenant], ARRAY[p_event], ARRAY[p_data])
+$$;
 
 -------------------------------------------------------------------------------
 -- Counters: whatsapp_webhook_events_total{result, reason, payload_type}

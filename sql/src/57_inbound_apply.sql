@@ -165,66 +165,6 @@ LANGUAGE sql STABLE AS $$
 	WHERE t.id = p_ticket
 $$;
 
--- The lead of a live message's sender: found by phone (or LID), created with
--- source live_message, else refreshed with what the message says about it
--- (seed 000: name falls back to pushName; unknown contact keys go to
--- metadata). A LID-only lead learns its phone when a message carries both.
-CREATE FUNCTION pgwa._upsert_live_lead(p_tenant uuid, c jsonb, p_at timestamptz,
-                                       OUT lead pgwa.leads, OUT created boolean)
-LANGUAGE plpgsql AS $$
-DECLARE
-	v_phone text := c->>'phone';
-	v_lid   text := c->>'lid';
-BEGIN
-	created := false;
-	IF v_phone IS NOT NULL THEN
-		SELECT * INTO lead FROM pgwa.leads WHERE tenant_id = p_tenant AND phone = v_phone FOR UPDATE;
-	END IF;
-	IF lead.id IS NULL AND v_lid IS NOT NULL THEN
-		SELECT * INTO lead FROM pgwa.leads
-		WHERE tenant_id = p_tenant AND lid = v_lid AND (phone IS NULL OR v_phone IS NULL) FOR UPDATE;
-	END IF;
-	-- A LID already held by another lead stays there.
-	IF v_lid IS NOT NULL AND EXISTS (SELECT 1 FROM pgwa.leads WHERE tenant_id = p_tenant AND lid = v_lid
-	                                 AND id IS DISTINCT FROM lead.id) THEN
-		v_lid := NULL;
-	END IF;
-	IF lead.id IS NULL THEN
-		INSERT INTO pgwa.leads (tenant_id, phone, lid, name, push_name, document, registrations,
-		                        avatar_url, metadata, source, first_inbound_at, last_inbound_at,
-		                        last_message_at)
-		VALUES (p_tenant, v_phone, v_lid, c->>'name', c->>'pushName', c->>'document', c->'registrations',
-		        c->>'avatarUrl', coalesce(c->'metadata', '{}'), 'live_message', p_at, p_at, p_at)
-		ON CONFLICT DO NOTHING
-		RETURNING * INTO lead;
-		IF lead.id IS NOT NULL THEN
-			created := true;
-			RETURN;
-		END IF;
-		-- Someone else (history sync, a concurrent event) created it meanwhile.
-		SELECT * INTO lead FROM pgwa.leads
-		WHERE tenant_id = p_tenant AND (phone = v_phone OR (v_phone IS NULL AND lid = v_lid)) FOR UPDATE;
-		IF lead.id IS NULL THEN
-			RAISE EXCEPTION 'lead of % could not be created nor found', coalesce(v_phone, v_lid);
-		END IF;
-	END IF;
-	UPDATE pgwa.leads l SET
-		phone = coalesce(l.phone, v_phone),
-		lid = coalesce(l.lid, v_lid),
-		name = coalesce(c->>'name', l.name),
-		push_name = coalesce(c->>'pushName', l.push_name),
-		document = coalesce(c->>'document', l.document),
-		registrations = coalesce(c->'registrations', l.registrations),
-		avatar_url = coalesce(c->>'avatarUrl', l.avatar_url),
-		metadata = l.metadata || coalesce(c->'metadata', '{}'),
-		first_inbound_at = least(l.first_inbound_at, p_at),
-		last_inbound_at = greatest(l.last_inbound_at, p_at),
-		last_message_at = greatest(l.last_message_at, p_at),
-		active = true, deleted_at = NULL, updated_at = now()
-	WHERE l.tenant_id = p_tenant AND l.id = lead.id
-	RETURNING * INTO lead;
-END $$;
-
 -- A short summary of a message for real-time events (NOTIFY stays small).
 CREATE FUNCTION pgwa._message_summary(m jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
@@ -235,150 +175,331 @@ LANGUAGE sql IMMUTABLE AS $$
 			(SELECT jsonb_agg(x) FROM (SELECT x FROM jsonb_array_elements(m->'contacts') x LIMIT 5) s) END))
 $$;
 
--- Applies one normalised live message (an envelope from normalize_inbound)
--- received on p_inst, exactly once: a message whose broker id the instance
--- already has is a duplicate and changes nothing. Seed 002, "messages (Novas
--- mensagens ao vivo)": 1. upsert the lead, 2. upsert the conversation,
--- 3. the message (source live), 4. only now a ticket when the lead has no open
--- one. Group messages refresh the sender's lead and are stored, but neither
--- join the sender's one-to-one conversation nor open tickets or windows.
--- Returns {result: accepted | duplicate, messageId, brokerMessageId, ticketId}.
-CREATE FUNCTION pgwa._apply_message(p_inst pgwa.instances, p_event bigint, p_received timestamptz, e jsonb)
-RETURNS jsonb
+-- A normalised envelope (normalize_inbound's form) as a live message of
+-- event p_event received on p_inst.
+CREATE FUNCTION pgwa._live_msg(p_inst pgwa.instances, p_event bigint, p_received timestamptz, p_n int,
+                               e jsonb)
+RETURNS pgwa._live_msg
+LANGUAGE sql STABLE AS $$
+	SELECT ROW(p_event, p_n, p_received, p_inst.id, p_inst.tenant_id, e->>'instanceId',
+	           e->'payload'->'message'->>'id',
+	           e->'payload'->'contact'->>'phone', e->'payload'->'contact'->>'lid', e->'payload'->'contact',
+	           e->'payload'->'chat'->>'jid', coalesce((e->'payload'->'chat'->>'isGroup')::boolean, false),
+	           e->'payload'->'chat'->>'participantJid',
+	           (e->>'timestamp')::timestamptz, coalesce((e->>'timestamp')::timestamptz, p_received),
+	           e->'payload'->'message', coalesce(e->'payload'->'metadata', '{}'))::pgwa._live_msg
+$$;
+
+-- Applies live messages (seed 002, "messages (Novas mensagens ao vivo)")
+-- exactly once, a whole batch in a few set-based statements: 1. the lead
+-- of each sender, found by phone (or LID) or created with source
+-- live_message, refreshed with what the messages say (seed 000: name falls
+-- back to pushName, unknown contact keys in metadata; a LID-only lead learns
+-- its phone); 2. the conversation per lead and instance; 3. the ticket, only
+-- when the lead has no open one (originatedFrom new_contact, history_lead or
+-- existing), and its timeline; 4. the messages (source live), a broker id
+-- the instance already has being a duplicate; 5. the real-time events. The
+-- 24 h window: a new live contact gets 24 h from its message's arrival,
+-- every later live message extends it to 24 h from its own; history leads
+-- have none (no limit). Group messages refresh the sender's lead and are
+-- stored, but open no conversation, ticket or window.
+-- The result is what applying the messages one after the other, in order,
+-- gives, except that a ticket changed by several messages of the batch gets
+-- one ticket.updated. Where a batch cannot tell (two senders that turn out
+-- to be one lead, a lead or ticket created meanwhile by someone else) it
+-- raises PW5B1 and the caller applies the messages one by one.
+CREATE FUNCTION pgwa._apply_live(p_rows pgwa._live_msg[]) RETURNS SETOF pgwa._live_result
 LANGUAGE plpgsql AS $$
 DECLARE
-	p         jsonb := e->'payload';
-	m         jsonb := e->'payload'->'message';
-	v_meta    jsonb := coalesce(e->'payload'->'metadata', '{}');
-	v_bid     text  := e->'payload'->'message'->>'id';
-	v_group   boolean := coalesce((e->'payload'->'chat'->>'isGroup')::boolean, false);
-	v_ts      timestamptz := (e->>'timestamp')::timestamptz;
-	v_at      timestamptz;
-	v_tenant  uuid := p_inst.tenant_id;
-	v_lead    pgwa.leads;
-	v_created boolean;
-	v_upsert  record;
-	v_conv    uuid;
-	v_ticket  pgwa.tickets;
-	v_new_ticket boolean := false;
-	v_queue   uuid;
-	v_msg     uuid;
-	v_delta   jsonb := '{}';
-	v_broker  jsonb;
-	v_text    text := left(e->'payload'->'message'->>'text', 280);
+	v_new     pgwa._live_msg[];
+	v_leads   jsonb;
+	v_convs   jsonb;
+	v_tickets jsonb;
+	v_msgs    jsonb;
+	n_expect  int;
+	n_got     int;
 BEGIN
-	-- When the contact wrote: the broker's time, else when the webhook came.
-	v_at := coalesce(v_ts, p_received);
 	-- One writer per sender, then per message, always in that order.
-	PERFORM pg_advisory_xact_lock(hashtextextended(
-		'pgwa.lead/' || v_tenant || '/' || coalesce(p->'contact'->>'phone', p->'contact'->>'lid'), 0));
-	PERFORM pg_advisory_xact_lock(hashtextextended('pgwa.message/' || p_inst.id || '/' || v_bid, 0));
-	PERFORM 1 FROM pgwa.messages WHERE instance_id = p_inst.id AND broker_message_id = v_bid;
-	IF FOUND THEN
-		RETURN jsonb_build_object('result', 'duplicate', 'brokerMessageId', v_bid);
+	PERFORM pg_advisory_xact_lock(h) FROM (
+		SELECT DISTINCT hashtextextended('pgwa.lead/' || r.tenant_id || '/' || coalesce(r.phone, r.lid), 0) AS h
+		FROM unnest(p_rows) r ORDER BY 1 OFFSET 0) s;
+	PERFORM pg_advisory_xact_lock(h) FROM (
+		SELECT DISTINCT hashtextextended('pgwa.message/' || r.instance_id || '/' || r.bid, 0) AS h
+		FROM unnest(p_rows) r ORDER BY 1 OFFSET 0) s;
+
+	-- The first of each broker id that the instance does not have yet.
+	SELECT array_agg(r ORDER BY r.event_id, r.n) INTO v_new FROM (
+		SELECT DISTINCT ON (r.instance_id, r.bid) r.*
+		FROM unnest(p_rows) r ORDER BY r.instance_id, r.bid, r.event_id, r.n) r
+	WHERE NOT EXISTS (SELECT 1 FROM pgwa.messages m
+	                  WHERE m.instance_id = r.instance_id AND m.broker_message_id = r.bid);
+	IF v_new IS NULL THEN
+		RETURN QUERY SELECT r.event_id, r.n, jsonb_build_object('result', 'duplicate', 'brokerMessageId', r.bid)
+		             FROM unnest(p_rows) r;
+		RETURN;
 	END IF;
 
-	-- 1. the lead
-	v_upsert := pgwa._upsert_live_lead(v_tenant, p->'contact', v_at);
-	v_lead := v_upsert.lead;
-	v_created := v_upsert.created;
+	-- 1. Leads. A sender is a phone, else a LID; what several messages say
+	-- about it is folded in their order (last value wins, metadata merged).
+	WITH s AS (
+		SELECT r.tenant_id, r.phone, coalesce(r.phone, r.lid) AS skey,
+		       (array_agg(r.lid ORDER BY r.at, r.event_id, r.n) FILTER (WHERE r.lid IS NOT NULL))[1] AS lid,
+		       pgwa._last_value(r.contact->>'name' ORDER BY r.at, r.event_id, r.n) AS name,
+		       pgwa._last_value(r.contact->>'pushName' ORDER BY r.at, r.event_id, r.n) AS push_name,
+		       pgwa._last_value(r.contact->>'document' ORDER BY r.at, r.event_id, r.n) AS document,
+		       pgwa._last_value(r.contact->'registrations' ORDER BY r.at, r.event_id, r.n) AS registrations,
+		       pgwa._last_value(r.contact->>'avatarUrl' ORDER BY r.at, r.event_id, r.n) AS avatar_url,
+		       pgwa._jsonb_merge(r.contact->'metadata' ORDER BY r.at, r.event_id, r.n) AS metadata,
+		       min(r.at) AS first_at, max(r.at) AS last_at,
+		       max(r.received_at) FILTER (WHERE NOT r.is_group) AS window_from
+		FROM unnest(v_new) r GROUP BY r.tenant_id, r.phone, coalesce(r.phone, r.lid)),
+	found AS (
+		SELECT s.*, l.id AS lead_id, l.source AS lead_source
+		FROM s LEFT JOIN LATERAL (
+			SELECT l.id, l.source FROM pgwa.leads l
+			WHERE l.tenant_id = s.tenant_id
+			  AND (l.phone = s.phone OR (l.lid = s.lid AND (l.phone IS NULL OR s.phone IS NULL)))
+			ORDER BY l.phone = s.phone DESC NULLS LAST LIMIT 1 FOR UPDATE) l ON true)
+	SELECT jsonb_agg(to_jsonb(f)) INTO v_leads FROM found f;
 
-	IF NOT v_group THEN
-		-- 2. the conversation
-		INSERT INTO pgwa.conversations AS cv (instance_id, tenant_id, lead_id, remote, last_message_at, last_inbound_at)
-		VALUES (p_inst.id, v_tenant, v_lead.id, p->'chat'->>'jid', v_at, v_at)
+	-- Two senders of the batch that are one lead (a phone and its LID), or
+	-- one LID claimed by two senders: only one after the other can tell.
+	IF (SELECT count(DISTINCT x->>'lead_id') <> count(x->>'lead_id')
+	           OR count(DISTINCT x->>'lid') <> count(x->>'lid')
+	    FROM jsonb_array_elements(v_leads) x) THEN
+		PERFORM pgwa._raise('PW5B1', 'messages of this batch must be applied one by one', NULL);
+	END IF;
+
+	WITH s AS (
+		SELECT x.*,
+		       -- a LID already held by another lead stays there
+		       CASE WHEN x.lid IS NOT NULL AND EXISTS (
+		                SELECT 1 FROM pgwa.leads o WHERE o.tenant_id = x.tenant_id AND o.lid = x.lid
+		                AND o.id IS DISTINCT FROM x.lead_id) THEN NULL ELSE x.lid END AS new_lid
+		FROM jsonb_to_recordset(v_leads) AS x(tenant_id uuid, phone text, skey text, lid text, name text,
+		     push_name text, document text, registrations jsonb, avatar_url text, metadata jsonb,
+		     first_at timestamptz, last_at timestamptz, window_from timestamptz, lead_id uuid, lead_source text)),
+	ins AS (
+		INSERT INTO pgwa.leads (tenant_id, phone, lid, name, push_name, document, registrations, avatar_url,
+		                        metadata, source, first_inbound_at, last_inbound_at, last_message_at,
+		                        window_expires_at)
+		SELECT s.tenant_id, s.phone, s.new_lid, s.name, s.push_name, s.document, s.registrations, s.avatar_url,
+		       coalesce(s.metadata, '{}'), 'live_message', s.first_at, s.last_at, s.last_at,
+		       s.window_from + interval '24 hours'
+		FROM s WHERE s.lead_id IS NULL
+		ORDER BY s.tenant_id, s.skey
+		ON CONFLICT DO NOTHING
+		RETURNING tenant_id, id, phone, lid, source, window_expires_at),
+	upd AS (
+		UPDATE pgwa.leads l SET
+			phone = coalesce(l.phone, s.phone),
+			lid = coalesce(l.lid, s.new_lid),
+			name = coalesce(s.name, l.name),
+			push_name = coalesce(s.push_name, l.push_name),
+			document = coalesce(s.document, l.document),
+			registrations = coalesce(s.registrations, l.registrations),
+			avatar_url = coalesce(s.avatar_url, l.avatar_url),
+			metadata = l.metadata || coalesce(s.metadata, '{}'),
+			first_inbound_at = least(l.first_inbound_at, s.first_at),
+			last_inbound_at = greatest(l.last_inbound_at, s.last_at),
+			last_message_at = greatest(l.last_message_at, s.last_at),
+			window_expires_at = CASE WHEN s.window_from IS NOT NULL AND NOT pgwa._is_history_lead(l.source)
+			                         THEN greatest(l.window_expires_at, s.window_from + interval '24 hours')
+			                         ELSE l.window_expires_at END,
+			active = true, deleted_at = NULL, updated_at = now()
+		FROM s WHERE s.lead_id IS NOT NULL AND l.tenant_id = s.tenant_id AND l.id = s.lead_id
+		RETURNING l.tenant_id, l.id, s.skey, l.source, l.window_expires_at)
+	SELECT (SELECT count(*) FROM s WHERE s.lead_id IS NULL), (SELECT count(*) FROM ins),
+	       coalesce((SELECT jsonb_agg(jsonb_build_object('tenant_id', i.tenant_id, 'skey', coalesce(i.phone, i.lid),
+	                                            'lead_id', i.id, 'created', true, 'source', i.source,
+	                                            'window', i.window_expires_at)) FROM ins i), '[]')
+	       || coalesce((SELECT jsonb_agg(jsonb_build_object('tenant_id', u.tenant_id, 'skey', u.skey,
+	                                            'lead_id', u.id, 'created', false, 'source', u.source,
+	                                            'window', u.window_expires_at)) FROM upd u), '[]')
+	INTO n_expect, n_got, v_leads;
+	IF n_got < n_expect THEN
+		-- created meanwhile by someone else (history sync, another event)
+		PERFORM pgwa._raise('PW5B1', 'a lead of this batch was created concurrently', NULL);
+	END IF;
+
+	-- 2. Conversations, one per lead and instance (not for group messages).
+	WITH m AS (
+		SELECT r.*, l.lead_id FROM unnest(v_new) r
+		JOIN jsonb_to_recordset(v_leads) AS l(tenant_id uuid, skey text, lead_id uuid)
+		  ON l.tenant_id = r.tenant_id AND l.skey = coalesce(r.phone, r.lid)
+		WHERE NOT r.is_group),
+	c AS (
+		SELECT m.instance_id, m.tenant_id, m.lead_id,
+		       pgwa._last_value(m.chat_jid ORDER BY m.event_id, m.n) AS remote, max(m.at) AS last_at
+		FROM m GROUP BY m.instance_id, m.tenant_id, m.lead_id),
+	up AS (
+		INSERT INTO pgwa.conversations AS cv (instance_id, tenant_id, lead_id, remote, last_message_at,
+		                                      last_inbound_at)
+		SELECT c.instance_id, c.tenant_id, c.lead_id, c.remote, c.last_at, c.last_at FROM c
+		ORDER BY c.instance_id, c.lead_id
 		ON CONFLICT (instance_id, lead_id) DO UPDATE SET
 			remote = excluded.remote,
 			last_message_at = greatest(cv.last_message_at, excluded.last_message_at),
 			last_inbound_at = greatest(cv.last_inbound_at, excluded.last_inbound_at),
 			updated_at = now()
-		RETURNING cv.id INTO v_conv;
+		RETURNING cv.instance_id, cv.lead_id, cv.id)
+	SELECT coalesce(jsonb_agg(to_jsonb(up)), '[]') INTO v_convs FROM up;
 
-		-- 4. the ticket, only for a live message and only when none is open
-		-- (seed 002, "NÃO CRIAR TICKET AUTOMATICAMENTE": history never opens one).
-		SELECT * INTO v_ticket FROM pgwa.tickets
-		WHERE tenant_id = v_tenant AND lead_id = v_lead.id AND status = 'open' FOR UPDATE;
-		IF v_ticket.id IS NULL THEN
-			SELECT id INTO v_queue FROM pgwa.ticket_queues WHERE tenant_id = v_tenant AND is_default;
-			INSERT INTO pgwa.tickets (tenant_id, lead_id, instance_id, conversation_id, queue_id, source,
-			                          originated_from)
-			VALUES (v_tenant, v_lead.id, p_inst.id, v_conv, v_queue, 'incoming_message',
-			        -- seed 002, "ORIGEM DO TICKET": history leads keep their origin visible
-			        CASE WHEN v_created THEN 'new_contact'
-			             WHEN pgwa._is_history_lead(v_lead.source) THEN 'history_lead'
-			             ELSE 'existing' END)
-			ON CONFLICT DO NOTHING
-			RETURNING * INTO v_ticket;
-			IF v_ticket.id IS NULL THEN
-				SELECT * INTO v_ticket FROM pgwa.tickets
-				WHERE tenant_id = v_tenant AND lead_id = v_lead.id AND status = 'open' FOR UPDATE;
-			ELSE
-				v_new_ticket := true;
-			END IF;
-		END IF;
-
-		-- The 24 h window (seed 002 section 4, "Lógica de Janela de Mensagem",
-		-- and decision D2): a new live contact gets 24 h from the arrival of
-		-- its message, every later live message extends it to 24 h from its
-		-- own arrival (a retried event keeps its first arrival time); history
-		-- leads have none, which means no limit.
-		IF NOT pgwa._is_history_lead(v_lead.source) THEN
-			UPDATE pgwa.leads SET window_expires_at = greatest(window_expires_at, p_received + interval '24 hours')
-			WHERE tenant_id = v_tenant AND id = v_lead.id
-			RETURNING * INTO v_lead;
-		END IF;
+	-- 3. Tickets: the lead's open one, else a new one, on the instance and
+	-- conversation of its first message here (seed 002, "NÃO CRIAR TICKET
+	-- AUTOMATICAMENTE": history never opens one; "ORIGEM DO TICKET").
+	WITH m AS (
+		SELECT r.*, l.lead_id, l.created, l.source, c.id AS conv_id
+		FROM unnest(v_new) r
+		JOIN jsonb_to_recordset(v_leads) AS l(tenant_id uuid, skey text, lead_id uuid, created boolean, source text)
+		  ON l.tenant_id = r.tenant_id AND l.skey = coalesce(r.phone, r.lid)
+		JOIN jsonb_to_recordset(v_convs) AS c(instance_id uuid, lead_id uuid, id uuid)
+		  ON c.instance_id = r.instance_id AND c.lead_id = l.lead_id
+		WHERE NOT r.is_group),
+	t AS (
+		SELECT m.tenant_id, m.lead_id, bool_or(m.created) AS created, min(m.source) AS source,
+		       (array_agg(m.instance_id ORDER BY m.event_id, m.n))[1] AS instance_id,
+		       (array_agg(m.conv_id ORDER BY m.event_id, m.n))[1] AS conv_id,
+		       min(m.at) AS first_at, max(m.at) AS last_at
+		FROM m GROUP BY m.tenant_id, m.lead_id),
+	open AS (
+		SELECT t.*, o.id AS ticket_id, o.status, o.originated_from, o.queue_id, o.tl
+		FROM t LEFT JOIN LATERAL (
+			SELECT k.id, k.status, k.originated_from, k.queue_id, coalesce(k.metadata->'timeline', '{}') AS tl
+			FROM pgwa.tickets k WHERE k.tenant_id = t.tenant_id AND k.lead_id = t.lead_id AND k.status = 'open'
+			FOR UPDATE) o ON true),
+	ins AS (
+		INSERT INTO pgwa.tickets (tenant_id, lead_id, instance_id, conversation_id, queue_id, source,
+		                          originated_from, metadata)
+		SELECT o.tenant_id, o.lead_id, o.instance_id, o.conv_id,
+		       (SELECT q.id FROM pgwa.ticket_queues q WHERE q.tenant_id = o.tenant_id AND q.is_default),
+		       'incoming_message',
+		       CASE WHEN o.created THEN 'new_contact' WHEN pgwa._is_history_lead(o.source) THEN 'history_lead'
+		            ELSE 'existing' END,
+		       jsonb_build_object('timeline', jsonb_build_object('firstInboundAt', pgwa._iso(o.first_at),
+		                                                         'lastInboundAt', pgwa._iso(o.last_at)))
+		FROM open o WHERE o.ticket_id IS NULL
+		ORDER BY o.tenant_id, o.lead_id
+		ON CONFLICT DO NOTHING
+		RETURNING tenant_id, id, lead_id, status, originated_from, queue_id, metadata->'timeline' AS delta),
+	delta AS (
+		SELECT o.*, (CASE WHEN o.tl->>'firstInboundAt' IS DISTINCT FROM
+		                       pgwa._iso(least((o.tl->>'firstInboundAt')::timestamptz, o.first_at))
+		                  THEN jsonb_build_object('firstInboundAt',
+		                       pgwa._iso(least((o.tl->>'firstInboundAt')::timestamptz, o.first_at)))
+		                  ELSE '{}' END)
+		            || (CASE WHEN o.tl->>'lastInboundAt' IS DISTINCT FROM
+		                       pgwa._iso(greatest((o.tl->>'lastInboundAt')::timestamptz, o.last_at))
+		                  THEN jsonb_build_object('lastInboundAt',
+		                       pgwa._iso(greatest((o.tl->>'lastInboundAt')::timestamptz, o.last_at)))
+		                  ELSE '{}' END) AS delta
+		FROM open o WHERE o.ticket_id IS NOT NULL),
+	upd AS (
+		UPDATE pgwa.tickets k SET metadata = jsonb_set(k.metadata, '{timeline}', d.tl || d.delta),
+		       updated_at = now()
+		FROM delta d WHERE d.delta <> '{}' AND k.tenant_id = d.tenant_id AND k.id = d.ticket_id
+		RETURNING k.id)
+	SELECT (SELECT count(*) FROM open WHERE ticket_id IS NULL), (SELECT count(*) FROM ins),
+	       coalesce((SELECT jsonb_agg(jsonb_build_object('tenant_id', i.tenant_id, 'lead_id', i.lead_id,
+	                     'ticket_id', i.id, 'status', i.status, 'originated_from', i.originated_from,
+	                     'created', true, 'no_queue', i.queue_id IS NULL, 'delta', i.delta)) FROM ins i), '[]')
+	       || coalesce((SELECT jsonb_agg(jsonb_build_object('tenant_id', d.tenant_id, 'lead_id', d.lead_id,
+	                     'ticket_id', d.ticket_id, 'status', d.status, 'originated_from', d.originated_from,
+	                     'created', false, 'no_queue', false, 'delta', d.delta)) FROM delta d), '[]')
+	INTO n_expect, n_got, v_tickets;
+	IF n_got < n_expect THEN
+		PERFORM pgwa._raise('PW5B1', 'a ticket of this batch was opened concurrently', NULL);
 	END IF;
 
-	-- 3. the message (stored once the ticket is known)
-	INSERT INTO pgwa.messages (instance_id, tenant_id, direction, broker_message_id, remote, type, content,
-	                           status, source, broker_timestamp, conversation_id, lead_id, ticket_id,
-	                           event_id, participant, quoted_message_id, metadata)
-	VALUES (p_inst.id, v_tenant, 'inbound', v_bid, p->'chat'->>'jid', m->>'type', m, 'received', 'live',
-	        v_ts, v_conv, v_lead.id, v_ticket.id, p_event, p->'chat'->>'participantJid',
-	        m->>'quotedMessageId', v_meta)
-	ON CONFLICT (instance_id, broker_message_id) DO NOTHING
-	RETURNING id INTO v_msg;
-	IF v_msg IS NULL THEN
-		-- Only an outbound row could hold this id: undo, let a retry sort it out.
-		RAISE EXCEPTION 'message % appeared while being applied', v_bid;
+	-- 4. The messages, then 5. their events (sent at commit).
+	WITH m AS (
+		SELECT r.*, l.lead_id, l.window, c.id AS conv_id, t.ticket_id, t.status AS ticket_status,
+		       t.created AS ticket_created, t.originated_from, t.no_queue, t.delta,
+		       row_number() OVER (PARTITION BY t.ticket_id ORDER BY r.event_id DESC, r.n DESC) = 1 AS last_of_ticket
+		FROM unnest(v_new) r
+		JOIN jsonb_to_recordset(v_leads) AS l(tenant_id uuid, skey text, lead_id uuid, "window" timestamptz)
+		  ON l.tenant_id = r.tenant_id AND l.skey = coalesce(r.phone, r.lid)
+		LEFT JOIN jsonb_to_recordset(v_convs) AS c(instance_id uuid, lead_id uuid, id uuid)
+		  ON NOT r.is_group AND c.instance_id = r.instance_id AND c.lead_id = l.lead_id
+		LEFT JOIN jsonb_to_recordset(v_tickets) AS t(tenant_id uuid, lead_id uuid, ticket_id uuid, status text,
+		          originated_from text, created boolean, no_queue boolean, delta jsonb)
+		  ON NOT r.is_group AND t.tenant_id = r.tenant_id AND t.lead_id = l.lead_id),
+	ins AS (
+		INSERT INTO pgwa.messages (instance_id, tenant_id, direction, broker_message_id, remote, type, content,
+		                           status, source, broker_timestamp, conversation_id, lead_id, ticket_id,
+		                           event_id, participant, quoted_message_id, metadata)
+		SELECT m.instance_id, m.tenant_id, 'inbound', m.bid, m.chat_jid, m.message->>'type', m.message,
+		       'received', 'live', m.ts, m.conv_id, m.lead_id, m.ticket_id, m.event_id, m.participant,
+		       m.message->>'quotedMessageId', m.meta
+		FROM m ORDER BY m.event_id, m.n
+		ON CONFLICT (instance_id, broker_message_id) DO NOTHING
+		RETURNING instance_id, broker_message_id, id)
+	SELECT count(*), (SELECT count(*) FROM ins),
+	       jsonb_agg(to_jsonb(m) || jsonb_build_object('message_id', i.id) ORDER BY m.event_id, m.n)
+	INTO n_expect, n_got, v_msgs
+	FROM m LEFT JOIN ins i ON i.instance_id = m.instance_id AND i.broker_message_id = m.bid;
+	IF n_got < n_expect THEN
+		-- only an outbound row could hold such an id: undo, let a retry sort it out
+		RAISE EXCEPTION 'a message of this batch appeared while being applied';
 	END IF;
 
-	IF v_ticket.id IS NOT NULL THEN
-		v_delta := pgwa._timeline_touch(v_tenant, v_ticket.id, 'inbound', v_at);
-	END IF;
+	PERFORM pgwa._emit_all(array_agg(ev.tenant_id ORDER BY ev.o1, ev.o2, ev.o3),
+	                       array_agg(ev.event ORDER BY ev.o1, ev.o2, ev.o3),
+	                       array_agg(ev.payload ORDER BY ev.o1, ev.o2, ev.o3))
+	FROM (
+		SELECT m.event_id AS o1, m.n AS o2, 1 AS o3, m.tenant_id, 'messages.new' AS event,
+		       jsonb_strip_nulls(jsonb_build_object(
+		           'messageId', m.message_id, 'instanceId', m.instance_id, 'brokerMessageId', m.bid,
+		           'direction', 'inbound', 'source', 'live', 'leadId', m.lead_id, 'conversationId', m.conv_id,
+		           'ticketId', m.ticket_id, 'remote', m.chat_jid, 'isGroup', m.is_group,
+		           'type', m.message->>'type', 'text', left(m.message->>'text', 280),
+		           'timestamp', pgwa._iso(m.at))) AS payload
+		FROM jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, tenant_id uuid, instance_id uuid, bid text,
+		     message_id uuid, lead_id uuid, conv_id uuid, ticket_id uuid, chat_jid text, is_group boolean,
+		     message jsonb, at timestamptz)
+		UNION ALL
+		SELECT m.event_id, m.n, 2, m.tenant_id, 'ticket.message',
+		       jsonb_strip_nulls(jsonb_build_object(
+		           'ticketId', m.ticket_id, 'messageId', m.message_id, 'leadId', m.lead_id,
+		           'instanceId', m.instance_id, 'direction', 'inbound', 'type', m.message->>'type',
+		           'text', left(m.message->>'text', 280), 'timestamp', pgwa._iso(m.at),
+		           'metadata', jsonb_build_object('broker',
+		               CASE jsonb_typeof(m.meta->'broker') WHEN 'object' THEN m.meta->'broker'
+		                    WHEN 'string' THEN jsonb_build_object('type', m.meta->'broker') ELSE '{}' END
+		               || jsonb_strip_nulls(jsonb_build_object(
+		                    'messageId', m.bid, 'instanceId', m.instance_key,
+		                    'brokerMessageTimestamp', m.meta->'brokerMessageTimestamp',
+		                    'normalizedTimestamp', m.meta->'normalizedTimestamp')))
+		               || pgwa._message_summary(m.message)))
+		FROM jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, tenant_id uuid, instance_id uuid, bid text,
+		     instance_key text, message_id uuid, lead_id uuid, ticket_id uuid, message jsonb, meta jsonb,
+		     at timestamptz)
+		WHERE m.ticket_id IS NOT NULL
+		UNION ALL
+		SELECT m.event_id, m.n, 3, m.tenant_id, 'ticket.updated',
+		       jsonb_strip_nulls(jsonb_build_object(
+		           'ticketId', m.ticket_id, 'leadId', m.lead_id, 'status', m.ticket_status,
+		           'created', CASE WHEN m.ticket_created THEN true END,
+		           'originatedFrom', CASE WHEN m.ticket_created THEN m.originated_from END,
+		           'messageWindowExpiresAt', pgwa._iso(m.window), 'timeline', m.delta))
+		FROM jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, tenant_id uuid, ticket_id uuid, lead_id uuid,
+		     ticket_status text, ticket_created boolean, originated_from text, "window" timestamptz, delta jsonb,
+		     last_of_ticket boolean)
+		WHERE m.ticket_id IS NOT NULL AND m.last_of_ticket AND (m.ticket_created OR m.delta <> '{}')
+		UNION ALL
+		SELECT m.event_id, m.n, 4, m.tenant_id, 'whatsapp.queue.missing',
+		       jsonb_build_object('tenantId', m.tenant_id, 'instanceId', m.instance_id, 'ticketId', m.ticket_id,
+		                          'reason', 'the tenant has no default ticket queue')
+		FROM jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, tenant_id uuid, instance_id uuid,
+		     ticket_id uuid, ticket_created boolean, no_queue boolean, last_of_ticket boolean)
+		WHERE m.ticket_created AND m.no_queue AND m.last_of_ticket) ev;
 
-	-- Real time: the events go out when the transaction commits.
-	PERFORM pgwa._emit(v_tenant, 'messages.new', jsonb_strip_nulls(jsonb_build_object(
-		'messageId', v_msg, 'instanceId', p_inst.id, 'brokerMessageId', v_bid, 'direction', 'inbound',
-		'source', 'live', 'leadId', v_lead.id, 'conversationId', v_conv, 'ticketId', v_ticket.id,
-		'remote', p->'chat'->>'jid', 'isGroup', v_group, 'type', m->>'type', 'text', v_text,
-		'timestamp', pgwa._iso(v_at))));
-	IF v_ticket.id IS NOT NULL THEN
-		v_broker := CASE jsonb_typeof(v_meta->'broker') WHEN 'object' THEN v_meta->'broker'
-		                 WHEN 'string' THEN jsonb_build_object('type', v_meta->'broker')
-		                 ELSE '{}' END
-		            || jsonb_strip_nulls(jsonb_build_object(
-		                 'messageId', v_bid, 'instanceId', e->>'instanceId',
-		                 'brokerMessageTimestamp', v_meta->'brokerMessageTimestamp',
-		                 'normalizedTimestamp', v_meta->'normalizedTimestamp'));
-		PERFORM pgwa._emit(v_tenant, 'ticket.message', jsonb_strip_nulls(jsonb_build_object(
-			'ticketId', v_ticket.id, 'messageId', v_msg, 'leadId', v_lead.id, 'instanceId', p_inst.id,
-			'direction', 'inbound', 'type', m->>'type', 'text', v_text, 'timestamp', pgwa._iso(v_at),
-			'metadata', jsonb_build_object('broker', v_broker) || pgwa._message_summary(m))));
-		IF v_new_ticket OR v_delta <> '{}' THEN
-			PERFORM pgwa._emit(v_tenant, 'ticket.updated', jsonb_strip_nulls(jsonb_build_object(
-				'ticketId', v_ticket.id, 'leadId', v_lead.id, 'status', v_ticket.status,
-				'created', CASE WHEN v_new_ticket THEN true END,
-				'originatedFrom', CASE WHEN v_new_ticket THEN v_ticket.originated_from END,
-				'messageWindowExpiresAt', pgwa._iso(v_lead.window_expires_at),
-				'timeline', v_delta)));
-		END IF;
-		IF v_new_ticket AND v_queue IS NULL THEN
-			PERFORM pgwa._emit(v_tenant, 'whatsapp.queue.missing', jsonb_build_object(
-				'tenantId', v_tenant, 'instanceId', p_inst.id, 'ticketId', v_ticket.id,
-				'reason', 'the tenant has no default ticket queue'));
-		END IF;
-	END IF;
-	RETURN jsonb_strip_nulls(jsonb_build_object('result', 'accepted', 'messageId', v_msg,
-		'brokerMessageId', v_bid, 'ticketId', v_ticket.id, 'leadId', v_lead.id));
+	RETURN QUERY
+	SELECT r.event_id, r.n,
+	       CASE WHEN m.message_id IS NULL THEN jsonb_build_object('result', 'duplicate', 'brokerMessageId', r.bid)
+	            ELSE jsonb_strip_nulls(jsonb_build_object('result', 'accepted', 'messageId', m.message_id,
+	                     'brokerMessageId', r.bid, 'ticketId', m.ticket_id, 'leadId', m.lead_id)) END
+	FROM unnest(p_rows) r
+	LEFT JOIN jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, message_id uuid, ticket_id uuid, lead_id uuid)
+	  ON m.event_id = r.event_id AND m.n = r.n;
 END $$;

@@ -63,161 +63,289 @@ LANGUAGE sql STABLE AS $$
 			'message', ev.last_error, 'field', nullif(ev.error_field, ''))) END))
 $$;
 
--- Normalises and applies a stored event, all or nothing. A validation error
--- marks it rejected (kept, not retried); any other error marks it failed,
--- to be retried at next_attempt_at (5 s, doubling, at most 1 h apart, with
--- no limit on attempts: a stored event is never dropped). Counters move
--- only with an outcome that sticks. Evolution and Cloud API bodies (dialect
--- evolution, meta) go through pgwa._apply_dialect_event (59_inbound_effects.sql);
--- one holding coexistence work for later is marked deferred.
-CREATE FUNCTION pgwa._apply_event(p_id bigint, p_replay boolean) RETURNS jsonb
+-- Applies stored events, all of them in a few set-based statements: their
+-- live messages through pgwa._apply_live, the other items of dialect bodies
+-- one by one, then each event's outcome (status, result, counters, ingest
+-- latency). Raises on any error, leaving the caller to apply the events one
+-- by one; with p_one_by_one, live messages too are applied one at a time.
+-- The events must be locked by the caller.
+CREATE FUNCTION pgwa._apply_batch(p_ids bigint[], p_one_by_one boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_live  pgwa._live_msg[];
+	v_items jsonb;
+	v_res   jsonb := '[]';
+	v_other jsonb := '[]';
+	ev      pgwa.webhook_events;
+	inst    pgwa.instances;
+	r       pgwa._live_msg;
+	rec     record;
+	v_id    bigint;
+BEGIN
+	-- seed-000 envelopes and raw Baileys, normalised in C
+	WITH e AS (
+		SELECT w.id, w.received_at, w.dialect, w.body, i AS inst
+		FROM pgwa.webhook_events w JOIN pgwa.instances i ON i.id = w.instance_id
+		WHERE w.id = ANY (p_ids) AND w.dialect NOT IN ('evolution', 'meta')),
+	env AS (
+		SELECT e.id, e.received_at, e.inst, u.env, u.n::int AS n
+		FROM e, unnest(pgwa.normalize_inbound(e.body, e.dialect)) WITH ORDINALITY AS u(env, n)
+		WHERE pgwa._raise_if(pgwa._is_raw_upsert(e.body, e.dialect) AND NOT pgwa._raw_fallback_enabled(e.inst),
+		                     'PW422', 'raw Baileys events are not enabled for this instance', 'event')
+		  AND pgwa._raise_if(u.env->>'type' <> 'IGNORED'
+		                     AND u.env->>'instanceId' IS DISTINCT FROM (e.inst).broker_instance_id,
+		                     'PW422', format('instanceId "%s" is not the instance of this webhook secret',
+		                                     u.env->>'instanceId'), 'instanceId'))
+	SELECT array_agg(pgwa._live_msg(v.inst, v.id, v.received_at, v.n, v.env) ORDER BY v.id, v.n)
+	           FILTER (WHERE v.env->>'type' <> 'IGNORED'),
+	       coalesce(jsonb_agg(jsonb_build_object('e', v.id, 'n', v.n, 'i', jsonb_build_object(
+	           'result', 'ignored', 'brokerMessageId', v.env->>'id', 'reason', v.env->>'reason',
+	           'payloadType', v.env->>'payloadType'))) FILTER (WHERE v.env->>'type' = 'IGNORED'), '[]'),
+	       coalesce(jsonb_object_agg(v.id || '/' || v.n, v.env->>'payloadType')
+	           FILTER (WHERE v.env->>'type' <> 'IGNORED'), '{}')
+	INTO v_live, v_res, v_items FROM env v;
+
+	-- Evolution and Cloud API bodies
+	FOR v_id IN SELECT w.id FROM pgwa.webhook_events w
+	            WHERE w.id = ANY (p_ids) AND w.dialect IN ('evolution', 'meta') ORDER BY w.id
+	LOOP
+		SELECT * INTO ev FROM pgwa.webhook_events WHERE id = v_id;
+		SELECT * INTO inst FROM pgwa.instances WHERE id = ev.instance_id;
+		FOR rec IN SELECT d.it, d.n::int AS n FROM pgwa._dialect_items(ev, inst) WITH ORDINALITY AS d(it, n) LOOP
+			IF rec.it->>'kind' = 'message' AND NOT rec.it ? 'result' THEN
+				v_live := v_live || pgwa._live_msg(inst, ev.id, ev.received_at, rec.n, rec.it->'envelope');
+			ELSE
+				v_other := v_other || jsonb_build_array(jsonb_build_object('e', ev.id, 'n', rec.n, 'i', rec.it));
+			END IF;
+		END LOOP;
+	END LOOP;
+
+	-- Live messages: the whole batch at once, or one after the other.
+	IF v_live IS NOT NULL THEN
+		IF p_one_by_one THEN
+			FOREACH r IN ARRAY v_live LOOP
+				v_res := v_res || coalesce((SELECT jsonb_agg(jsonb_build_object('e', a.event_id, 'n', a.n, 'i', a.result))
+				                            FROM pgwa._apply_live(ARRAY[r]) a), '[]');
+			END LOOP;
+		ELSE
+			v_res := v_res || coalesce((SELECT jsonb_agg(jsonb_build_object('e', a.event_id, 'n', a.n, 'i', a.result))
+			                            FROM pgwa._apply_live(v_live) a), '[]');
+		END IF;
+		SELECT jsonb_agg(CASE WHEN v_items ? (x->>'e' || '/' || (x->>'n')) THEN
+		           jsonb_set(x, '{i}', (x->'i') || jsonb_build_object('payloadType', v_items->>(x->>'e' || '/' || (x->>'n'))))
+		           ELSE x END)
+		INTO v_res FROM jsonb_array_elements(v_res) x;
+	END IF;
+
+	-- The other items of dialect bodies, in order.
+	FOR rec IN SELECT (o->>'e')::bigint AS e, (o->>'n')::int AS n, o->'i' AS it
+	           FROM jsonb_array_elements(v_other) o ORDER BY 1, 2
+	LOOP
+		SELECT * INTO ev FROM pgwa.webhook_events WHERE id = rec.e;
+		SELECT * INTO inst FROM pgwa.instances WHERE id = ev.instance_id;
+		v_res := v_res || jsonb_build_array(jsonb_build_object('e', rec.e, 'n', rec.n,
+		                                                       'i', pgwa._apply_item(inst, ev, rec.it)));
+	END LOOP;
+
+	-- Each event's outcome. deferred first: the event still holds work;
+	-- skipped items belong to another instance's copy of the body and count
+	-- nowhere here.
+	WITH it AS (
+		SELECT (x->>'e')::bigint AS event_id, (x->>'n')::int AS n,
+		       CASE WHEN w.dialect IN ('evolution', 'meta') AND NOT x->'i' ? 'kind'
+		                 AND x->'i'->>'result' IN ('accepted', 'duplicate') THEN
+		                x->'i' || jsonb_build_object('reason', CASE x->'i'->>'result' WHEN 'accepted'
+		                                                       THEN 'inbound_message' ELSE 'duplicate_message' END,
+		                                             'kind', 'message',
+		                                             'payloadType', w.dialect || '.message')
+		            ELSE x->'i' END AS i,
+		       w.dialect IN ('evolution', 'meta') AS dialect
+		FROM jsonb_array_elements(v_res) x JOIN pgwa.webhook_events w ON w.id = (x->>'e')::bigint),
+	o AS (
+		SELECT w.instance_id, w.id, w.received_at,
+		       CASE WHEN count(*) FILTER (WHERE it.i->>'result' = 'deferred') > 0 THEN 'deferred'
+		            WHEN count(*) FILTER (WHERE it.i->>'result' = 'accepted') > 0 THEN 'applied'
+		            WHEN count(*) FILTER (WHERE it.i->>'result' = 'duplicate') > 0 THEN 'duplicate'
+		            ELSE 'ignored' END AS status,
+		       jsonb_build_object('accepted', count(*) FILTER (WHERE it.i->>'result' = 'accepted'),
+		                          'duplicates', count(*) FILTER (WHERE it.i->>'result' = 'duplicate'),
+		                          'ignored', count(*) FILTER (WHERE it.i->>'result' = 'ignored'),
+		                          'deferred', count(*) FILTER (WHERE it.i->>'result' = 'deferred'),
+		                          CASE WHEN w.dialect IN ('evolution', 'meta') THEN 'events' ELSE 'messages' END,
+		                          coalesce(jsonb_agg(it.i ORDER BY it.n) FILTER (WHERE it.i IS NOT NULL), '[]'))
+		           AS result
+		FROM pgwa.webhook_events w LEFT JOIN it ON it.event_id = w.id
+		WHERE w.id = ANY (p_ids) GROUP BY w.instance_id, w.id),
+	upd AS (
+		UPDATE pgwa.webhook_events w SET status = o.status, attempts = w.attempts + 1, applied_at = now(),
+		       result = o.result, last_error = NULL, error_sqlstate = NULL, error_field = NULL,
+		       next_attempt_at = NULL
+		FROM o WHERE w.instance_id = o.instance_id AND w.id = o.id
+		RETURNING w.received_at),
+	obs AS (
+		SELECT count(pgwa._observe_ingest(extract(epoch FROM clock_timestamp() - u.received_at))) FROM upd u),
+	c AS (
+		SELECT it.i->>'result' AS result,
+		       CASE WHEN it.dialect THEN it.i->>'reason'
+		            ELSE CASE it.i->>'result'
+		                WHEN 'accepted' THEN CASE it.i->>'payloadType' WHEN 'WHATSAPP_MESSAGES_UPSERT'
+		                                     THEN 'raw_inbound_normalized' ELSE 'inbound_envelope' END
+		                WHEN 'ignored' THEN 'raw_inbound_ignored'
+		                ELSE 'duplicate_message' END END AS reason,
+		       coalesce(it.i->>'payloadType', 'unknown') AS payload_type, count(*) AS n
+		FROM it WHERE it.i->>'result' <> 'skipped' GROUP BY 1, 2, 3)
+	INSERT INTO pgwa.webhook_counters AS k (result, reason, payload_type, shard, count)
+	SELECT c.result, c.reason, c.payload_type, pg_backend_pid() % 8, c.n FROM c, obs
+	ORDER BY 1, 2, 3
+	ON CONFLICT (result, reason, payload_type, shard) DO UPDATE SET count = k.count + excluded.count;
+END $$;
+
+-- Applies one stored event on its own and records what came of it: a
+-- validation error marks it rejected (kept, not retried); any other error
+-- marks it failed, to be retried at next_attempt_at (5 s, doubling, at most
+-- 1 h apart, with no limit on attempts: a stored event is never dropped).
+-- Counters move only with an outcome that sticks.
+CREATE FUNCTION pgwa._apply_one(p_id bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
 	ev        pgwa.webhook_events;
-	inst      pgwa.instances;
-	envs      jsonb[];
-	e         jsonb;
-	r         jsonb;
-	v_items   jsonb := '[]';
-	v_dialect boolean;
-	v_raw     boolean;
-	v_ptype   text;
 	v_state   text;
 	v_message text;
 	v_field   text;
 	v_reason  text;
-	v_status  text;
 BEGIN
-	SELECT * INTO ev FROM pgwa.webhook_events WHERE id = p_id FOR UPDATE;
-	IF ev.id IS NULL THEN
-		PERFORM pgwa._raise('PW404', 'webhook event not found', 'event_id');
-	END IF;
-	IF NOT p_replay AND ev.status NOT IN ('received', 'failed') THEN
-		RETURN pgwa._event_result(ev);
-	END IF;
-	SELECT * INTO inst FROM pgwa.instances WHERE id = ev.instance_id;
-	v_dialect := ev.dialect IN ('evolution', 'meta');
-	v_raw := NOT v_dialect AND pgwa._is_raw_upsert(ev.body, ev.dialect);
-	v_ptype := CASE WHEN v_dialect THEN ev.dialect ELSE pgwa._payload_type(ev.body, ev.dialect) END;
-
-	IF v_raw AND NOT pgwa._raw_fallback_enabled(inst) THEN
-		v_state := 'PW422';
-		v_message := 'raw Baileys events are not enabled for this instance (settings.raw_fallback)';
-		v_field := 'event';
-		v_reason := 'raw_fallback_disabled';
-	ELSE
+	SELECT * INTO ev FROM pgwa.webhook_events WHERE id = p_id;
+	BEGIN
 		BEGIN
-			IF v_dialect THEN
-				v_items := pgwa._apply_dialect_event(ev, inst);
-			ELSE
-				envs := pgwa.normalize_inbound(ev.body, ev.dialect);
-				FOREACH e IN ARRAY envs LOOP
-					IF e->>'instanceId' IS DISTINCT FROM inst.broker_instance_id THEN
-						PERFORM pgwa._raise('PW422', format('instanceId "%s" is not the instance of this webhook secret',
-						                                    e->>'instanceId'), 'instanceId');
-					END IF;
-				END LOOP;
-				-- By sender, so that concurrent events lock senders in one order.
-				FOR e IN SELECT x FROM unnest(envs) WITH ORDINALITY AS u(x, n)
-				         ORDER BY coalesce(x->'payload'->'contact'->>'phone', x->'payload'->'contact'->>'lid', ''),
-				                  x->>'timestamp', n
-				LOOP
-					IF e->>'type' = 'IGNORED' THEN
-						r := jsonb_build_object('result', 'ignored', 'brokerMessageId', e->>'id', 'reason', e->>'reason');
-					ELSE
-						r := pgwa._apply_message(inst, ev.id, ev.received_at, e);
-					END IF;
-					v_items := v_items || jsonb_build_array(r || jsonb_build_object('payloadType', e->>'payloadType'));
-				END LOOP;
-			END IF;
-		EXCEPTION WHEN others THEN
-			GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_field = COLUMN_NAME;
-			v_reason := CASE v_state WHEN 'PW400' THEN 'validation_failed' WHEN 'PW422' THEN 'unprocessable'
-			                         WHEN 'PW413' THEN 'payload_too_large' END;
+			PERFORM pgwa._apply_batch(ARRAY[p_id], false);
+		EXCEPTION WHEN SQLSTATE 'PW5B1' THEN
+			PERFORM pgwa._apply_batch(ARRAY[p_id], true);
 		END;
-	END IF;
-
-	IF v_state IS NULL THEN
-		-- deferred first: the event still holds work; skipped items belong to
-		-- another instance's copy of the body and count nowhere here
-		SELECT CASE WHEN count(*) FILTER (WHERE i->>'result' = 'deferred') > 0 THEN 'deferred'
-		            WHEN count(*) FILTER (WHERE i->>'result' = 'accepted') > 0 THEN 'applied'
-		            WHEN count(*) FILTER (WHERE i->>'result' = 'duplicate') > 0 THEN 'duplicate'
-		            ELSE 'ignored' END,
-		       jsonb_build_object('accepted', count(*) FILTER (WHERE i->>'result' = 'accepted'),
-		                          'duplicates', count(*) FILTER (WHERE i->>'result' = 'duplicate'),
-		                          'ignored', count(*) FILTER (WHERE i->>'result' = 'ignored'),
-		                          'deferred', count(*) FILTER (WHERE i->>'result' = 'deferred'),
-		                          CASE WHEN v_dialect THEN 'events' ELSE 'messages' END, v_items)
-		INTO v_status, r
-		FROM jsonb_array_elements(v_items) i;
-		UPDATE pgwa.webhook_events SET status = v_status, attempts = attempts + 1, applied_at = now(),
-		       payload_type = v_ptype, result = r, last_error = NULL, error_sqlstate = NULL,
-		       error_field = NULL, next_attempt_at = NULL
-		WHERE instance_id = ev.instance_id AND id = ev.id
-		RETURNING * INTO ev;
-		PERFORM pgwa._observe_ingest(extract(epoch FROM clock_timestamp() - ev.received_at));
-		PERFORM pgwa._count_webhook(c.result, c.reason, c.payload_type, c.n::int)
-		FROM (SELECT i->>'result' AS result,
-		             CASE WHEN v_dialect THEN i->>'reason'
-		                  ELSE CASE i->>'result'
-		                      WHEN 'accepted' THEN CASE i->>'payloadType' WHEN 'WHATSAPP_MESSAGES_UPSERT'
-		                                           THEN 'raw_inbound_normalized' ELSE 'inbound_envelope' END
-		                      WHEN 'ignored' THEN 'raw_inbound_ignored'
-		                      ELSE 'duplicate_message' END END AS reason,
-		             i->>'payloadType' AS payload_type, count(*) AS n
-		      FROM jsonb_array_elements(v_items) i WHERE i->>'result' <> 'skipped' GROUP BY 1, 2, 3) c;
-	ELSIF v_reason IS NOT NULL THEN
-		UPDATE pgwa.webhook_events SET status = 'rejected', attempts = attempts + 1, payload_type = v_ptype,
+		RETURN;
+	EXCEPTION WHEN others THEN
+		GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_field = COLUMN_NAME;
+	END;
+	v_reason := CASE WHEN v_state = 'PW422' AND v_field = 'event' THEN 'raw_fallback_disabled'
+	                 WHEN v_state = 'PW400' THEN 'validation_failed' WHEN v_state = 'PW422' THEN 'unprocessable'
+	                 WHEN v_state = 'PW413' THEN 'payload_too_large' END;
+	IF v_reason IS NOT NULL THEN
+		IF v_reason = 'raw_fallback_disabled' THEN
+			v_message := 'raw Baileys events are not enabled for this instance (settings.raw_fallback)';
+		END IF;
+		UPDATE pgwa.webhook_events SET status = 'rejected', attempts = attempts + 1,
 		       last_error = v_message, error_sqlstate = v_state, error_field = nullif(v_field, ''),
 		       next_attempt_at = NULL, result = NULL
-		WHERE instance_id = ev.instance_id AND id = ev.id
-		RETURNING * INTO ev;
-		PERFORM pgwa._count_webhook('rejected', v_reason, v_ptype);
+		WHERE instance_id = ev.instance_id AND id = ev.id;
+		PERFORM pgwa._count_webhook('rejected', v_reason, ev.payload_type);
 	ELSE
 		RAISE WARNING 'pgwa inbound: event % of instance % failed (SQLSTATE %): %',
 			ev.id, ev.instance_id, v_state, v_message;
-		UPDATE pgwa.webhook_events SET status = 'failed', attempts = attempts + 1, payload_type = v_ptype,
+		UPDATE pgwa.webhook_events SET status = 'failed', attempts = attempts + 1,
 		       last_error = v_message, error_sqlstate = v_state, error_field = NULL,
 		       next_attempt_at = now() + least(interval '1 hour', interval '5 seconds' * power(2, least(attempts, 20)))
-		WHERE instance_id = ev.instance_id AND id = ev.id
-		RETURNING * INTO ev;
-		PERFORM pgwa._count_webhook('failed', 'apply_error', v_ptype);
+		WHERE instance_id = ev.instance_id AND id = ev.id;
+		PERFORM pgwa._count_webhook('failed', 'apply_error', ev.payload_type);
+	END IF;
+END $$;
+
+-- Applies stored events: those waiting (received or failed), or with
+-- p_replay any of them again. Several go as one batch; when the batch
+-- raises, each is applied on its own, so that one bad event never holds
+-- the others back. Returns how many were applied or tried.
+CREATE FUNCTION pgwa._apply_events(p_ids bigint[], p_replay boolean) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_ids bigint[];
+	v_id  bigint;
+BEGIN
+	SELECT array_agg(w.id ORDER BY w.id) INTO v_ids FROM (
+		SELECT id FROM pgwa.webhook_events
+		WHERE id = ANY (p_ids) AND (p_replay OR status IN ('received', 'failed'))
+		ORDER BY id FOR UPDATE) w;
+	IF v_ids IS NULL THEN
+		RETURN 0;
+	END IF;
+	IF cardinality(v_ids) > 1 THEN
+		BEGIN
+			PERFORM pgwa._apply_batch(v_ids, false);
+			RETURN cardinality(v_ids);
+		EXCEPTION WHEN others THEN
+			NULL;	-- one by one below
+		END;
+	END IF;
+	FOREACH v_id IN ARRAY v_ids LOOP
+		PERFORM pgwa._apply_one(v_id);
+	END LOOP;
+	RETURN cardinality(v_ids);
+END $$;
+
+-- Applies a stored event that has not been applied yet (received or failed)
+-- and reports its outcome; for any other event it only reports it.
+CREATE FUNCTION pgwa.apply_event(p_event_id bigint) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+	ev pgwa.webhook_events;
+BEGIN
+	PERFORM pgwa._apply_events(ARRAY[p_event_id], false);
+	SELECT * INTO ev FROM pgwa.webhook_events WHERE id = p_event_id;
+	IF ev.id IS NULL THEN
+		PERFORM pgwa._raise('PW404', 'webhook event not found', 'event_id');
 	END IF;
 	RETURN pgwa._event_result(ev);
 END $$;
-
--- Applies a stored event that has not been applied yet (received or failed);
--- for any other event it only reports its outcome.
-CREATE FUNCTION pgwa.apply_event(p_event_id bigint) RETURNS jsonb
-LANGUAGE sql AS $$ SELECT pgwa._apply_event(p_event_id, false) $$;
 
 -- Applies a stored event again whatever its status: a rejected event after
 -- its instance was fixed (say, raw_fallback turned on), or any event to
 -- check it (what was applied before comes out as duplicates).
 CREATE FUNCTION pgwa.replay_event(p_event_id bigint) RETURNS jsonb
-LANGUAGE sql AS $$ SELECT pgwa._apply_event(p_event_id, true) $$;
+LANGUAGE plpgsql AS $$
+DECLARE
+	ev pgwa.webhook_events;
+BEGIN
+	PERFORM pgwa._apply_events(ARRAY[p_event_id], true);
+	SELECT * INTO ev FROM pgwa.webhook_events WHERE id = p_event_id;
+	IF ev.id IS NULL THEN
+		PERFORM pgwa._raise('PW404', 'webhook event not found', 'event_id');
+	END IF;
+	RETURN pgwa._event_result(ev);
+END $$;
 
--- Applies up to p_limit stored events that wait for it, each on its own:
--- failed events whose retry time has come, and events stored but never
--- applied (committed as received by a writer that does not apply them).
--- Returns how many were tried. Meant for the background worker or pg_cron;
--- concurrent callers skip each other's events.
+-- Applies up to p_limit stored events that wait for it, oldest first, as
+-- one batch (seed 000: the webhook stores, the worker applies). The
+-- background worker calls it whenever a webhook was stored; concurrent
+-- callers skip each other's events. Returns how many it took.
+CREATE FUNCTION pgwa.apply_pending(p_limit int DEFAULT 200) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_ids bigint[];
+BEGIN
+	SELECT array_agg(id) INTO v_ids FROM (
+		SELECT w.id FROM pgwa.webhook_events w WHERE w.status = 'received'
+		ORDER BY w.received_at, w.id LIMIT p_limit FOR UPDATE SKIP LOCKED) s;
+	IF v_ids IS NULL THEN
+		RETURN 0;
+	END IF;
+	PERFORM pgwa._apply_events(v_ids, false);
+	RETURN cardinality(v_ids);
+END $$;
+
+-- Applies up to p_limit failed events whose retry time has come, and events
+-- stored but never applied. Returns how many were tried. Meant for the
+-- background worker or pg_cron; concurrent callers skip each other's events.
 CREATE FUNCTION pgwa.retry_failed_events(p_limit int DEFAULT 100) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
-	r record;
-	n int := 0;
+	v_ids bigint[];
 BEGIN
-	FOR r IN SELECT w.id FROM pgwa.webhook_events w
-	         WHERE (w.status = 'failed' AND w.next_attempt_at <= now()) OR w.status = 'received'
-	         ORDER BY coalesce(w.next_attempt_at, w.received_at) LIMIT p_limit
-	         FOR UPDATE SKIP LOCKED
-	LOOP
-		PERFORM pgwa._apply_event(r.id, false);
-		n := n + 1;
-	END LOOP;
-	RETURN n;
+	SELECT array_agg(id) INTO v_ids FROM (
+		SELECT w.id FROM pgwa.webhook_events w
+		WHERE (w.status = 'failed' AND w.next_attempt_at <= now()) OR w.status = 'received'
+		ORDER BY coalesce(w.next_attempt_at, w.received_at) LIMIT p_limit
+		FOR UPDATE SKIP LOCKED) s;
+	IF v_ids IS NULL THEN
+		RETURN 0;
+	END IF;
+	RETURN pgwa._apply_events(v_ids, false);
 END $$;
 
 -- Deletes stored webhook bodies older than p_older_than, except failed ones
@@ -255,19 +383,72 @@ BEGIN
 	END IF;
 END $$;
 
--- Stores a body for an instance, then applies it; returns the event's outcome
--- (pgwa._event_result).
+-- Whether a body can be applied, checked before it is stored so that the
+-- broker hears of a bad one at once (seed 000: 400/422 naming the field):
+-- what the normaliser refuses, an instanceId that is not the instance's, a
+-- raw Baileys body when the fallback is off. NULLs when it can; an error
+-- that is not a refusal leaves it to the worker (stored, retried).
+CREATE FUNCTION pgwa._check_event(inst pgwa.instances, p_dialect text, p_body jsonb,
+                                  OUT state text, OUT message text, OUT field text, OUT reason text)
+LANGUAGE plpgsql AS $$
+DECLARE
+	ev pgwa.webhook_events;
+	e  jsonb;
+BEGIN
+	IF p_dialect NOT IN ('evolution', 'meta') AND pgwa._is_raw_upsert(p_body, p_dialect)
+	   AND NOT pgwa._raw_fallback_enabled(inst) THEN
+		state := 'PW422';
+		message := 'raw Baileys events are not enabled for this instance (settings.raw_fallback)';
+		field := 'event';
+		reason := 'raw_fallback_disabled';
+		RETURN;
+	END IF;
+	BEGIN
+		IF p_dialect IN ('evolution', 'meta') THEN
+			ev.dialect := p_dialect;
+			ev.body := p_body;
+			PERFORM count(*) FROM pgwa._dialect_items(ev, inst);
+		ELSE
+			FOREACH e IN ARRAY pgwa.normalize_inbound(p_body, p_dialect) LOOP
+				IF e->>'type' <> 'IGNORED' AND e->>'instanceId' IS DISTINCT FROM inst.broker_instance_id THEN
+					PERFORM pgwa._raise('PW422', format('instanceId "%s" is not the instance of this webhook secret',
+					                                    e->>'instanceId'), 'instanceId');
+				END IF;
+			END LOOP;
+		END IF;
+	EXCEPTION WHEN SQLSTATE 'PW400' OR SQLSTATE 'PW422' OR SQLSTATE 'PW413' THEN
+		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT, field = COLUMN_NAME;
+		field := nullif(field, '');
+		reason := CASE state WHEN 'PW400' THEN 'validation_failed' WHEN 'PW422' THEN 'unprocessable'
+		                     ELSE 'payload_too_large' END;
+	WHEN others THEN
+		NULL;
+	END;
+END $$;
+
+-- Stores a body for an instance: received, for the background worker to
+-- apply (it is woken at commit), or rejected when pgwa._check_event
+-- refuses it. Returns the event's outcome (pgwa._event_result).
 CREATE FUNCTION pgwa._ingest_store(inst pgwa.instances, p_dialect text, p_payload_type text,
                                    p_headers jsonb, p_body jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-	v_id bigint;
+	c  record := pgwa._check_event(inst, p_dialect, coalesce(p_body, 'null'));
+	ev pgwa.webhook_events;
 BEGIN
-	INSERT INTO pgwa.webhook_events (instance_id, tenant_id, dialect, payload_type, headers, body)
-	VALUES (inst.id, inst.tenant_id, p_dialect, p_payload_type, p_headers, coalesce(p_body, 'null'))
-	RETURNING id INTO v_id;
-	RETURN pgwa._apply_event(v_id, false);
+	INSERT INTO pgwa.webhook_events (instance_id, tenant_id, dialect, payload_type, headers, body, status,
+	                                 attempts, last_error, error_sqlstate, error_field)
+	VALUES (inst.id, inst.tenant_id, p_dialect, p_payload_type, p_headers, coalesce(p_body, 'null'),
+	        CASE WHEN c.state IS NULL THEN 'received' ELSE 'rejected' END,
+	        CASE WHEN c.state IS NULL THEN 0 ELSE 1 END, c.message, c.state, c.field)
+	RETURNING * INTO ev;
+	IF c.state IS NULL THEN
+		PERFORM pgwa._wake_applier_on_commit();
+	ELSE
+		PERFORM pgwa._count_webhook('rejected', c.reason, p_payload_type);
+	END IF;
+	RETURN pgwa._event_result(ev);
 END $$;
 
 -- Receives one webhook body: authenticates it (the token of X-API-Key,

@@ -401,62 +401,59 @@ $$;
 -------------------------------------------------------------------------------
 -- One stored dialect body
 -------------------------------------------------------------------------------
--- Normalises a stored Evolution or Cloud API body and applies each of its
--- events; returns one item per event, {result, reason, kind, payloadType,
--- ...}, the normaliser's ignored ones included. An event of another instance
+-- Normalises a stored Evolution or Cloud API body into its items, in the
+-- order they are applied: messages first, by sender (so concurrent events
+-- lock senders in one order), then echoes by recipient, then receipts by
+-- broker id, then the rest as they came; the normaliser's ignored ones
+-- last. A message item carries its envelope in normalize_inbound's form
+-- (raising PW422 when it cannot make a lead). An event of another instance
 -- (a Cloud API batch naming several phone numbers is stored once per
 -- instance) is skipped here: it is applied with that instance's copy.
--- Messages go first, by sender (so concurrent events lock senders in one
--- order), then echoes by recipient, then receipts by broker id, then the
--- rest as they came.
-CREATE FUNCTION pgwa._apply_dialect_event(ev pgwa.webhook_events, inst pgwa.instances) RETURNS jsonb
+CREATE FUNCTION pgwa._dialect_items(ev pgwa.webhook_events, inst pgwa.instances) RETURNS SETOF jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-	v_key   text := CASE ev.dialect WHEN 'meta' THEN inst.settings->>'phone_number_id'
-	                                ELSE inst.broker_instance_id END;
-	r       jsonb;
-	e       jsonb;
-	it      jsonb;
-	v_items jsonb := '[]';
+	v_key text := CASE ev.dialect WHEN 'meta' THEN inst.settings->>'phone_number_id'
+	                              ELSE inst.broker_instance_id END;
+	r     jsonb;
 BEGIN
 	r := CASE ev.dialect WHEN 'meta' THEN pgwa.normalize_meta(ev.body) ELSE pgwa.normalize_evolution(ev.body) END;
-	FOR e IN
-		SELECT x FROM jsonb_array_elements(r->'events') WITH ORDINALITY AS u(x, n)
-		ORDER BY CASE x->>'kind' WHEN 'message' THEN 1 WHEN 'echo' THEN 2 WHEN 'status' THEN 3 ELSE 4 END,
-		         CASE x->>'kind'
-		             WHEN 'message' THEN coalesce(x->'envelope'->'payload'->'contact'->>'phone',
-		                                          x->'envelope'->'payload'->'metadata'->'contact'->>'lid', '')
-		             WHEN 'echo' THEN coalesce(x->>'to', x->>'remoteJid')
-		             WHEN 'status' THEN x->>'brokerMessageId' END,
-		         n
-	LOOP
-		IF coalesce(e->'envelope'->>'instanceId', e->>'instanceId', e->>'phoneNumberId') IS DISTINCT FROM v_key THEN
-			it := jsonb_build_object('result', 'skipped', 'reason', 'other_instance');
-		ELSE
-			CASE e->>'kind'
-				WHEN 'message' THEN
-					it := pgwa._apply_message(inst, ev.id, ev.received_at, pgwa._dialect_envelope(e->'envelope'));
-					it := it || jsonb_build_object('reason', CASE it->>'result' WHEN 'accepted' THEN 'inbound_message'
-					                                                        ELSE 'duplicate_message' END);
-				WHEN 'status' THEN
-					it := pgwa._apply_status(inst, ev, e);
-				WHEN 'echo' THEN
-					it := pgwa._apply_echo(inst, ev, e);
-				WHEN 'connection' THEN
-					it := pgwa._apply_connection(inst, ev, e);
-				WHEN 'qrcode' THEN
-					it := pgwa._apply_qrcode(inst, ev, e);
-				WHEN 'history', 'state_sync', 'echoes' THEN
-					it := jsonb_build_object('result', 'deferred', 'reason', e->>'kind');
-				ELSE
-					it := jsonb_build_object('result', 'ignored', 'reason', 'unknown_kind');
-			END CASE;
-		END IF;
-		v_items := v_items || jsonb_build_array(it || jsonb_build_object(
-			'kind', e->>'kind', 'payloadType', ev.dialect || '.' || (e->>'kind')));
-	END LOOP;
-	SELECT v_items || coalesce(jsonb_agg(jsonb_build_object(
-		'result', 'ignored', 'reason', x->>'reason', 'ref', x->'ref', 'payloadType', ev.dialect)), '[]')
-	INTO v_items FROM jsonb_array_elements(r->'ignored') x;
-	RETURN v_items;
+	RETURN QUERY
+	SELECT CASE
+	           WHEN coalesce(x->'envelope'->>'instanceId', x->>'instanceId', x->>'phoneNumberId') IS DISTINCT FROM v_key
+	               THEN jsonb_build_object('result', 'skipped', 'reason', 'other_instance')
+	           WHEN x->>'kind' = 'message'
+	               THEN x || jsonb_build_object('envelope', pgwa._dialect_envelope(x->'envelope'))
+	           ELSE x END
+	       || jsonb_build_object('kind', x->>'kind', 'payloadType', ev.dialect || '.' || (x->>'kind'))
+	FROM jsonb_array_elements(r->'events') WITH ORDINALITY AS u(x, n)
+	ORDER BY CASE x->>'kind' WHEN 'message' THEN 1 WHEN 'echo' THEN 2 WHEN 'status' THEN 3 ELSE 4 END,
+	         CASE x->>'kind'
+	             WHEN 'message' THEN coalesce(x->'envelope'->'payload'->'contact'->>'phone',
+	                                          x->'envelope'->'payload'->'metadata'->'contact'->>'lid', '')
+	             WHEN 'echo' THEN coalesce(x->>'to', x->>'remoteJid')
+	             WHEN 'status' THEN x->>'brokerMessageId' END,
+	         n;
+	RETURN QUERY
+	SELECT jsonb_build_object('result', 'ignored', 'reason', x->>'reason', 'ref', x->'ref', 'payloadType', ev.dialect)
+	FROM jsonb_array_elements(r->'ignored') x;
+END $$;
+
+-- Applies one item of a dialect body that is not a live message (those go
+-- through pgwa._apply_live with the rest of their batch).
+CREATE FUNCTION pgwa._apply_item(inst pgwa.instances, ev pgwa.webhook_events, e jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF e ? 'result' THEN
+		RETURN e;
+	END IF;
+	RETURN CASE e->>'kind'
+		WHEN 'status' THEN pgwa._apply_status(inst, ev, e)
+		WHEN 'echo' THEN pgwa._apply_echo(inst, ev, e)
+		WHEN 'connection' THEN pgwa._apply_connection(inst, ev, e)
+		WHEN 'qrcode' THEN pgwa._apply_qrcode(inst, ev, e)
+		WHEN 'history' THEN jsonb_build_object('result', 'deferred', 'reason', e->>'kind')
+		WHEN 'state_sync' THEN jsonb_build_object('result', 'deferred', 'reason', e->>'kind')
+		WHEN 'echoes' THEN jsonb_build_object('result', 'deferred', 'reason', e->>'kind')
+		ELSE jsonb_build_object('result', 'ignored', 'reason', 'unknown_kind') END
+	       || jsonb_build_object('kind', e->>'kind', 'payloadType', e->>'payloadType');
 END $$;

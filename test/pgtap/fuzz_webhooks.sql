@@ -111,7 +111,14 @@ BEGIN
 				            ELSE '{"x-api-key":"fuzz-webhook-secret-0001"}' END;
 				r := pgwa.http('POST', CASE WHEN f.dialect = 'meta' THEN '/webhooks/meta' ELSE '/webhooks/whatsapp' END,
 				               '{}', hdr, b);
-				INSERT INTO answer VALUES (f.id, i, k, r.status, (r.body::jsonb->>'accepted')::int);
+				-- the worker's step, then what it made of the stored copies
+				PERFORM pgwa.apply_pending();
+				INSERT INTO answer VALUES (f.id, i, k, r.status, (
+					SELECT sum((w.result->>'accepted')::int)::int FROM pgwa.webhook_events w
+					WHERE w.id = (r.body::jsonb->>'eventId')::bigint
+					   OR w.id IN (SELECT x::bigint FROM jsonb_array_elements_text(
+					                   CASE WHEN jsonb_typeof(r.body::jsonb->'eventIds') = 'array'
+					                        THEN r.body::jsonb->'eventIds' ELSE '[]' END) x)));
 			END LOOP;
 		END LOOP;
 	END LOOP;

@@ -162,15 +162,22 @@ SELECT pgwa.set_webhook_secret('00000000-0000-0000-0000-000000000000', 'long-eno
 SELECT pgwa.create_instance(:'t', 'inb-clash', 'broker', NULL, NULL, '{"broker_instance_id":"instance-42"}') AS iclash \gset
 SELECT pgwa.set_webhook_secret(:'iclash', 'env-secret-0123456789');
 
+-- stores a body, lets the worker's step apply what waits, then reports the event
 CREATE FUNCTION pg_temp.ingest(body jsonb, token text, header text DEFAULT 'x-api-key') RETURNS text
-LANGUAGE sql AS $$
-	SELECT concat_ws(' ', r->>'httpStatus', r->>'status',
-	                 CASE WHEN r ? 'accepted' THEN format('acc=%s dup=%s ign=%s', r->'accepted', r->'duplicates', r->'ignored') END,
-	                 r->'error'->>'code', r->'error'->>'field', r->'error'->>'message')
-	FROM (SELECT pgwa.ingest_webhook('broker', jsonb_build_object(header,
+LANGUAGE plpgsql AS $$
+DECLARE
+	r jsonb := pgwa.ingest_webhook('broker', jsonb_build_object(header,
 	             CASE header WHEN 'authorization' THEN 'Bearer ' || token ELSE token END,
-	             'x-request-id', 'req-1', 'user-agent', 'broker/1.0'), body) r) s
-$$;
+	             'x-request-id', 'req-1', 'user-agent', 'broker/1.0'), body);
+BEGIN
+	PERFORM pgwa.apply_pending();
+	IF r->>'status' = 'received' THEN
+		r := r || (SELECT pgwa._event_result(w) FROM pgwa.webhook_events w WHERE w.id = (r->>'eventId')::bigint);
+	END IF;
+	RETURN concat_ws(' ', r->>'httpStatus', r->>'status',
+	                 CASE WHEN r ? 'accepted' THEN format('acc=%s dup=%s ign=%s', r->'accepted', r->'duplicates', r->'ignored') END,
+	                 r->'error'->>'code', r->'error'->>'field', r->'error'->>'message');
+END $$;
 CREATE FUNCTION pg_temp.last_event() RETURNS pgwa.webhook_events LANGUAGE sql AS $$
 	SELECT * FROM pgwa.webhook_events WHERE tenant_id = (SELECT id FROM pgwa.tenants WHERE name = 'inbound')
 	ORDER BY id DESC LIMIT 1
@@ -393,15 +400,24 @@ SELECT pgwa.apply_event(-1);
 -------------------------------------------------------------------------------
 -- HTTP: POST /api/integrations/whatsapp/webhook
 -------------------------------------------------------------------------------
+-- the answer, then (-> ...) what the worker's step made of the stored event
 CREATE FUNCTION pg_temp.http(headers jsonb, body text, method text DEFAULT 'POST',
                              path text DEFAULT '/api/integrations/whatsapp/webhook')
-RETURNS text LANGUAGE sql AS $$
-	SELECT r.status || ' ' || (r.body::jsonb - 'eventId' - 'instance_id' #- '{error,request_id}' #- '{error,eventId}')::text
-	       || CASE WHEN r.body::jsonb ? 'eventId' OR r.body::jsonb->'error' ? 'eventId' THEN ' +eventId' ELSE '' END
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	r pgwa.http_response := pgwa.http(method, path, '{}', headers || '{"x-request-id":"r-1"}', body);
+	b jsonb := r.body::jsonb;
+	w pgwa.webhook_events;
+BEGIN
+	PERFORM pgwa.apply_pending();
+	SELECT * INTO w FROM pgwa.webhook_events WHERE id = (b->>'eventId')::bigint AND b->>'status' = 'received';
+	RETURN r.status || ' ' || (b - 'eventId' - 'instance_id' #- '{error,request_id}' #- '{error,eventId}')::text
+	       || CASE WHEN b ? 'eventId' OR b->'error' ? 'eventId' THEN ' +eventId' ELSE '' END
 	       || coalesce(' WWW-Authenticate: ' || (r.headers->>'WWW-Authenticate'), '')
 	       || coalesce(' Allow: ' || (r.headers->>'Allow'), '')
-	FROM pgwa.http(method, path, '{}', headers || '{"x-request-id":"r-1"}', body) r
-$$;
+	       || coalesce(' -> ' || w.status || format(' acc=%s dup=%s ign=%s', w.result->'accepted',
+	                                                w.result->'duplicates', w.result->'ignored'), '');
+END $$;
 SELECT pg_temp.http('{"x-api-key":"env-secret-0123456789"}', jsonb_set(:'seed000', '{id}', '"wamid-200"')::text);
 SELECT pg_temp.http('{"x-api-key":"env-secret-0123456789"}', jsonb_set(:'seed000', '{id}', '"wamid-200"')::text);
 SELECT pg_temp.http('{"authorization":"Bearer raw-secret-0123456789"}', :'rignored');

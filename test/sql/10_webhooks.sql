@@ -85,15 +85,28 @@ BEGIN
 END $$;
 SELECT pg_temp.sign('app-secret-0123456789abcdef', :'m_text') = 'sha256=' || :'openssl_sig' AS helper_agrees_with_openssl;
 
--- An answer: status, body without ids, and whether stored event ids came back.
-CREATE FUNCTION pg_temp.post(path text, headers jsonb, body text) RETURNS text LANGUAGE sql AS $$
-	SELECT r.status || ' ' || (r.body::jsonb - 'eventId' - 'eventIds' #- '{error,request_id}' #- '{error,eventId}')::text
-	       || CASE WHEN r.body::jsonb ? 'eventId' OR r.body::jsonb ? 'eventIds' OR r.body::jsonb->'error' ? 'eventId'
-	               THEN ' +stored' ELSE '' END
+-- An answer: status, body without ids, and whether stored event ids came
+-- back; then (-> ...) what the worker's step made of the stored events.
+CREATE FUNCTION pg_temp.post(path text, headers jsonb, body text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	r pgwa.http_response := pgwa.http('POST', path, '{}', headers || '{"x-request-id":"r-1"}', body);
+	b jsonb := r.body::jsonb;
+	v_applied text;
+BEGIN
+	PERFORM pgwa.apply_pending();
+	SELECT string_agg(w.status || format(' acc=%s dup=%s ign=%s def=%s', w.result->'accepted', w.result->'duplicates',
+	                                     w.result->'ignored', w.result->'deferred'), '; ' ORDER BY w.id)
+	INTO v_applied
+	FROM pgwa.webhook_events w
+	WHERE b->>'status' = 'received'
+	  AND (w.id = (b->>'eventId')::bigint
+	       OR w.id IN (SELECT x::bigint FROM jsonb_array_elements_text(coalesce(b->'eventIds', '[]')) x));
+	RETURN r.status || ' ' || (b - 'eventId' - 'eventIds' #- '{error,request_id}' #- '{error,eventId}')::text
+	       || CASE WHEN b ? 'eventId' OR b ? 'eventIds' OR b->'error' ? 'eventId' THEN ' +stored' ELSE '' END
 	       || coalesce(' WWW-Authenticate: ' || (r.headers->>'WWW-Authenticate'), '')
 	       || coalesce(' Allow: ' || (r.headers->>'Allow'), '')
-	FROM pgwa.http('POST', path, '{}', headers || '{"x-request-id":"r-1"}', body) r
-$$;
+	       || coalesce(' -> ' || v_applied, '');
+END $$;
 CREATE FUNCTION pg_temp.evo(body jsonb, headers jsonb DEFAULT '{"x-api-key":"evo-secret-0123456789"}')
 RETURNS text LANGUAGE sql AS $$ SELECT pg_temp.post('/webhooks/whatsapp', headers, body::text) $$;
 CREATE FUNCTION pg_temp.meta(body text, secret text DEFAULT 'app-secret-0123456789abcdef')

@@ -17,9 +17,11 @@ SELECT status FROM pgwa.send(:'brk', '5511977770001', 'hello through a broker');
 
 -- The contact writes in (seed-000 webhook): a lead, an open ticket, a 24 h window
 SELECT pgwa.set_webhook_secret(:'brk', 'outbound-rules-secret') IS NOT NULL AS secret_set;
-SELECT r->>'accepted' AS accepted FROM pgwa.ingest_webhook('broker', '{"x-api-key":"outbound-rules-secret"}',
+SELECT r->>'status' AS stored FROM pgwa.ingest_webhook('broker', '{"x-api-key":"outbound-rules-secret"}',
 	'{"id":"wamid.OR1","type":"MESSAGE_INBOUND","instanceId":"or-broker","timestamp":1714655100,
 	  "payload":{"contact":{"phone":"+5511977770001","name":"Ana"},"message":{"conversation":"Oi!"},"metadata":{}}}') r;
+-- the background worker's step
+SELECT pgwa.apply_pending() AS applied;
 SELECT state FROM pgwa.window_state(:'t', '5511977770001');
 SELECT status FROM pgwa.enqueue(:'meta', '{"to":"5511977770001","text":"now a text is fine"}');
 -- a closed window refuses again

@@ -1,0 +1,231 @@
+/*
+ * inbound_applier.c: the "pgwa inbound applier" background worker.
+ *
+ * Webhooks are stored first and answered at once (seed 000: the webhook
+ * feeds a queue, a worker applies it). This worker applies them: woken by
+ * the commit that stored an event, it takes the waiting events in batches
+ * (pgwa.apply_pending), each batch in one short transaction, until none is
+ * left; every few seconds it also retries the events whose application
+ * failed (pgwa.retry_failed_events). An error is logged and the loop goes
+ * on: the events stay stored and are taken again.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pgwa.h"
+
+/* Events per batch: large enough to amortise a transaction and its NOTIFYs. */
+#define APPLY_BATCH 200
+/* How often failed events are looked at. */
+#define RETRY_EVENTS_MS 3000
+/* Rest after an error, so that a broken database is not hammered. */
+#define ERROR_BACKOFF_MS 1000
+
+static SPIPlanPtr apply_plan = NULL;
+
+void
+pgwa_register_applier(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgwa");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgwa_applier_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pgwa inbound applier");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pgwa inbound applier");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+applier_exit(int code, Datum arg)
+{
+	pgwa_shmem_set_applier(false);
+}
+
+static void
+begin_xact(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_xact(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Whether CREATE EXTENSION pgwa has run in our database. */
+static bool
+extension_present(void)
+{
+	bool		present;
+
+	begin_xact("pgwa: looking for the pgwa extension");
+	SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'pgwa'", true, 1);
+	present = SPI_processed > 0;
+	end_xact();
+	return present;
+}
+
+/* One batch: returns how many events it took. */
+static int
+apply_batch(void)
+{
+	Datum		arg = Int32GetDatum(APPLY_BATCH);
+	bool		isnull;
+	int			n = 0;
+
+	begin_xact("pgwa: applying inbound events");
+	if (apply_plan == NULL)
+	{
+		Oid			types[1] = {INT4OID};
+
+		apply_plan = SPI_prepare("SELECT pgwa.apply_pending($1)", 1, types);
+		if (apply_plan == NULL)
+			elog(ERROR, "pgwa inbound applier: could not prepare: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(apply_plan);
+	}
+	if (SPI_execute_plan(apply_plan, &arg, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	end_xact();
+	return n;
+}
+
+/*
+ * Failed events whose retry time has come. Bounded so that a stuck event
+ * cannot hold the loop: lock waits give up soon (the event is marked failed
+ * and retried later).
+ */
+static int
+retry_failed(void)
+{
+	begin_xact("pgwa: retrying failed inbound events");
+	SPI_execute("SELECT set_config('lock_timeout', '1s', true), "
+				"set_config('statement_timeout', '10s', true)", false, 0);
+	SPI_execute("SELECT pgwa.retry_failed_events(100)", false, 0);
+	end_xact();
+	return 0;
+}
+
+/* Runs a step; an error is logged and 0 returned, the transaction undone. */
+static int
+run_step(int (*step) (void), const char *what, bool *failed)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int n = 0;
+
+	*failed = false;
+	PG_TRY();
+	{
+		n = step();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pgwa inbound applier: %s failed: %s", what, edata->message)));
+		FreeErrorData(edata);
+		/* A plan made in an aborted transaction may be gone with it. */
+		apply_plan = NULL;
+		*failed = true;
+	}
+	PG_END_TRY();
+	return n;
+}
+
+void
+pgwa_applier_main(Datum main_arg)
+{
+	MemoryContext loop_cxt;
+	TimestampTz last_retry = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(pgwa_database, NULL, 0);
+
+	pgwa_use_palloc_for_jansson();
+	pgwa_shmem_set_applier(true);
+	on_shmem_exit(applier_exit, (Datum) 0);
+
+	while (!extension_present())
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 5000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ereport(LOG, (errmsg("pgwa inbound applier started in database \"%s\"", pgwa_database)));
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgwa inbound applier loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		bool		failed = false;
+		int			n;
+		TimestampTz now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+
+		/* Reset first: a commit that comes while we apply wakes us again. */
+		ResetLatch(MyLatch);
+		do
+		{
+			CHECK_FOR_INTERRUPTS();
+			n = run_step(apply_batch, "applying inbound events", &failed);
+			MemoryContextReset(loop_cxt);
+		} while (!failed && n >= APPLY_BATCH);
+
+		now = GetCurrentTimestamp();
+		if (now - last_retry >= (TimestampTz) RETRY_EVENTS_MS * 1000)
+		{
+			bool		retry_failed_step;
+
+			run_step(retry_failed, "retrying failed inbound events", &retry_failed_step);
+			last_retry = now;
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 failed ? ERROR_BACKOFF_MS : Min(pgwa_idle_poll_ms, RETRY_EVENTS_MS),
+						 PG_WAIT_EXTENSION);
+	}
+}
