@@ -39,20 +39,24 @@ wait_for 5 bash -c "[ \"\$(psql -X -qtA -c \"SELECT count(*) FROM pg_stat_activi
 
 SEED=$(fixture seed000_sample '.instanceId = "e2e-inst-42" | .payload.instanceId = "e2e-inst-42" | .id = "e2e-wamid-1" | .payload.contact.phone = "+55 11 97000-0001"' a)
 post "$SEED" -H 'X-API-Key: e2e-webhook-secret-env-1'
-is "$STATUS" 202 "the seed-000 sample with X-API-Key: 202"
-is "$(jq -c '[.accepted, .duplicates, .ignored]' <<< "$BODY")" "[1,0,0]" "one message accepted"
+is "$STATUS:$(jq -r .status <<< "$BODY")" 202:received "the seed-000 sample with X-API-Key: 202, stored"
 EVENT1=$(jq -r .eventId <<< "$BODY")
-is "$(sql "SELECT status FROM pgwa.webhook_events WHERE id = $EVENT1")" applied "the raw event was committed before the answer, and applied"
+is "$(sql "SELECT count(*) FROM pgwa.webhook_events WHERE id = $EVENT1")" 1 "the raw event was committed before the answer"
+settled
+is "$(jq -c '[.status, .accepted, .duplicates, .ignored]' <<< "$BODY")" '["applied",1,0,0]' "the worker applied it: one message accepted"
 post "$SEED" -H 'X-API-Key: e2e-webhook-secret-env-1'
+settled
 is "$STATUS:$(jq -c '[.accepted, .duplicates]' <<< "$BODY")" "202:[0,1]" "the same event redelivered: 202, a duplicate"
 is "$(sql "SELECT count(*) FROM pgwa.messages WHERE instance_id = '$ENV_INST' AND broker_message_id = 'e2e-wamid-1'")" 1 \
 	"the redelivery created no second message"
 
 SEED2=$(fixture seed000_sample '.instanceId = "e2e-inst-42" | .payload.instanceId = "e2e-inst-42" | .id = "e2e-wamid-2" | .payload.contact.phone = "+55 11 97000-0001"' b)
 post "$SEED2" -H 'Authorization: Bearer e2e-webhook-secret-env-1'
+settled
 is "$STATUS:$(jq -r .accepted <<< "$BODY")" "202:1" "Authorization: Bearer is accepted"
 SEED3=$(fixture seed000_sample '.instanceId = "e2e-inst-42" | .payload.instanceId = "e2e-inst-42" | .id = "e2e-wamid-3" | .payload.contact.phone = "+55 11 97000-0001"' c)
 post "$SEED3" -H 'X-Authorization: e2e-webhook-secret-env-1'
+settled
 is "$STATUS:$(jq -r .accepted <<< "$BODY")" "202:1" "the legacy X-Authorization raw token is accepted"
 is "$(sql "SELECT count(*) || '/' || count(DISTINCT ticket_id) FROM pgwa.messages WHERE instance_id = '$ENV_INST'")" "3/1" \
 	"three messages of one contact, one ticket"
@@ -70,9 +74,11 @@ is "$STATUS" 401 "another instance's secret: 401"
 # Raw Baileys upserts, enabled on this instance.
 RAW=$(fixture baileys_text_quote '.instanceId = "e2e-raw-1"' a)
 post "$RAW" -H "Authorization: Bearer $RAW_SECRET"
+settled
 is "$STATUS:$(jq -c '[.accepted, .ignored]' <<< "$BODY")" "202:[2,0]" "a raw upsert of two messages: both normalised"
 IGN=$(fixture baileys_ignored '.instanceId = "e2e-raw-1"' a)
 post "$IGN" -H "X-API-Key: $RAW_SECRET"
+settled
 is "$STATUS:$(jq -c '[.accepted, .ignored]' <<< "$BODY")" "202:[1,6]" "fromMe, protocol, history sync, stubs, status and key-only messages are ignored"
 is "$(sql "SELECT content->>'quotedMessageId' FROM pgwa.messages WHERE instance_id = '$RAW_INST' AND broker_message_id = '3EB0RAWTEXT0000000002'")" \
 	3EB0OUTBOUND00000001 "the quote is kept"
@@ -101,7 +107,10 @@ for i in 1 2 3 4 5; do
 done
 wait "${CURLS[@]}"
 is "$(cat "$E2E_TMP"/conc.*.status | sort -u | tr -d '\n')" 202 "five concurrent deliveries: all 202"
-is "$(cat "$E2E_TMP"/conc.[0-9] | jq -s 'map(.accepted) | add')" 1 "exactly one of them applied the message"
+CONC_IDS=$(cat "$E2E_TMP"/conc.[0-9] | jq -rs 'map(.eventId) | join(",")')
+wait_for 10 test "$(sql "SELECT count(*) FROM pgwa.webhook_events WHERE id IN ($CONC_IDS) AND status = 'received'")" = 0
+is "$(sql "SELECT sum((result->>'accepted')::int) || '/' || sum((result->>'duplicates')::int) FROM pgwa.webhook_events WHERE id IN ($CONC_IDS)")" 1/4 \
+	"exactly one of them applied the message, four were duplicates"
 is "$(sql "SELECT count(*) || '/' || (SELECT count(*) FROM pgwa.tickets t JOIN pgwa.leads l ON l.id = t.lead_id AND l.tenant_id = t.tenant_id WHERE l.tenant_id = '$TENANT' AND l.phone = '5511970000099') FROM pgwa.messages WHERE instance_id = '$ENV_INST' AND broker_message_id = 'e2e-wamid-conc'")" "1/1" \
 	"one message, one ticket"
 

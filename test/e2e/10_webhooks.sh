@@ -47,17 +47,20 @@ ok "its broker id is Evolution's key.id ($BID)" grep -q '^EVO-[0-9]*$' <<< "$BID
 
 post /webhooks/whatsapp "$(evolution messages_update_statuses ".data.keyId = \"$BID\" | .data.status = \"DELIVERY_ACK\" | .date_time = \"$(now)\"")" \
 	-H "X-API-Key: $EVO_SECRET"
+settled
 is "$STATUS:$(j .status):$(j .accepted)" "200:applied:1" "messages.update DELIVERY_ACK: 200, one receipt applied"
 req GET "/v1/messages/$M" "" "$KEY"
 is "$(j .status):$(j '.delivered_at != null'):$(j '.read_at != null')" "delivered:true:false" "GET /v1/messages/{id}: delivered, with delivered_at"
 post /webhooks/whatsapp "$(evolution messages_update_statuses ".data.keyId = \"$BID\" | .data.status = \"READ\" | .date_time = \"$(now 2)\"")" \
 	-H "Authorization: Bearer $EVO_SECRET"
+settled
 is "$STATUS:$(j .accepted)" "200:1" "messages.update READ: 200"
 req GET "/v1/messages/$M" "" "$KEY"
 is "$(j .status):$(j '.read_at != null')" "read:true" "then read, with read_at"
 is "$(sql "SELECT delivered_at < read_at AND sent_at IS NOT NULL FROM pgwa.outbox WHERE id = '$M'")" t "delivered_at comes before read_at"
 post /webhooks/whatsapp "$(evolution messages_update_statuses ".data.keyId = \"$BID\" | .data.status = \"DELIVERY_ACK\" | .date_time = \"$(now 1)\"")" \
 	-H "X-API-Key: $EVO_SECRET"
+settled
 req GET "/v1/messages/$M" "" "$KEY"
 is "$(j .status)" read "a late DELIVERY_ACK does not move it back"
 is "$(sql "SELECT count(*) FROM pgwa.events WHERE event = 'message.status' AND payload->>'messageId' = '$M'")" 2 \
@@ -67,6 +70,7 @@ is "$STATUS" 401 "a wrong webhook secret: 401"
 
 # --- Evolution API: connection.update pauses and resumes the queue ---------------------
 post /webhooks/whatsapp "$(evolution CONNECTION_UPDATE_close '.data.instance = "e2e-wh-evo"')" -H "X-API-Key: $EVO_SECRET"
+settled
 is "$STATUS:$(j .accepted)" "200:1" "connection.update close: 200"
 req GET "/v1/instances/$EVO" "" "$KEY"
 is "$(j .connection_state)" disconnected "the instance is disconnected"
@@ -76,6 +80,7 @@ sleep 1.5
 is "$(sql "SELECT status || ':' || attempts FROM pgwa.outbox WHERE id = '$M2'")" "queued:0" "a new message stays queued while closed"
 is "$(mock "/__mock/count?path_prefix=/message/sendText/e2e-wh-evo" | jq .count)" "$SENT_BEFORE" "and the broker gets nothing"
 post /webhooks/whatsapp "$(evolution connection_update_open '.data.instance = "e2e-wh-evo"')" -H "X-Authorization: $EVO_SECRET"
+settled
 is "$STATUS:$(j .accepted)" "200:1" "connection.update open: 200"
 ok "once open, the waiting message is sent" wait_for 10 status_is "$M2" sent
 req GET "/v1/instances/$EVO" "" "$KEY"
@@ -108,6 +113,7 @@ is "$(sql "SELECT count(*) FROM pgwa.webhook_events WHERE instance_id = '$META'"
 req GET "/v1/messages/$MM" "" "$KEY"
 is "$(j .status)" sent "the message is still only sent"
 post /webhooks/meta "$STATUSES" -H "X-Hub-Signature-256: sha256=$SIG"
+settled
 is "$STATUS:$(j .status):$(j .accepted)" "200:applied:1" "a statuses webhook signed with the app secret: 200"
 req GET "/v1/messages/$MM" "" "$KEY"
 is "$(j .status):$(j '.delivered_at != null')" "delivered:true" "GET /v1/messages/{id}: delivered"

@@ -156,16 +156,17 @@ is "$(sql "SELECT o.sent_at < coalesce(d.delivered_at, 'infinity') FROM pgwa.out
            WHERE o.id = '$MSG' AND d.subscription_id = '$SH' AND d.event_id = $EH")" t "sent before the delivery was answered"
 ok "the hanging delivery is delivered in the end" wait_for 20 bash -c "[ \"\$(psql -X -qtA -c \"SELECT status FROM pgwa.webhook_deliveries WHERE subscription_id = '$SH' AND event_id = $EH\")\" = delivered ]"
 
-# The dispatcher applies stored inbound events that wait (received, or failed and due).
+# The inbound applier applies stored inbound events that wait (received, or failed and due).
 jq '.instanceId = "hooks-e2e-a" | .payload.instanceId = "hooks-e2e-a" | .id = "hooks-e2e-stored" | .payload.contact.phone = "5511970001003"' \
 	"$FX/seed000_sample.json" > "$E2E_TMP/stored.json"
 WE=$(sql "INSERT INTO pgwa.webhook_events (instance_id, tenant_id, dialect, body, status, attempts, next_attempt_at, last_error)
           VALUES ('$IA', '$TA', 'broker', \$j\$$(cat "$E2E_TMP/stored.json")\$j\$, 'failed', 1, now(), 'simulated') RETURNING id")
-ok "a failed inbound event is re-applied by the dispatcher" wait_for 20 bash -c "[ \"\$(psql -X -qtA -c \"SELECT status FROM pgwa.webhook_events WHERE id = $WE\")\" = applied ]"
+ok "a failed inbound event is re-applied by the inbound applier" wait_for 20 bash -c "[ \"\$(psql -X -qtA -c \"SELECT status FROM pgwa.webhook_events WHERE id = $WE\")\" = applied ]"
 ok "and its messages.new reaches the subscriber" wait_for 15 bash -c "curl -s '$MOCK_URL/__mock/requests?path_prefix=/client-hooks/e2e-all/' | jq -e 'map(select(.json.data.brokerMessageId == \"hooks-e2e-stored\")) | length == 1'"
 
-# An error in that step is logged and skipped; the dispatcher goes on.
+# An error in that step is logged and skipped; the workers go on.
 PID=$(sql "SELECT pgwa.dispatcher_pid()")
+APID=$(sql "SELECT pgwa.applier_pid()")
 restore() {
 	sql "DO \$\$ BEGIN IF to_regprocedure('pgwa.retry_failed_events_gone(int)') IS NOT NULL THEN
 	     ALTER FUNCTION pgwa.retry_failed_events_gone(int) RENAME TO retry_failed_events; END IF; END \$\$" >/dev/null
@@ -173,12 +174,13 @@ restore() {
 trap 'restore; rm -rf "$E2E_TMP"' EXIT
 sql "ALTER FUNCTION pgwa.retry_failed_events(int) RENAME TO retry_failed_events_gone" >/dev/null
 SERVER_LOG=$(ls "$(dirname "${PG_CLUSTER_CONF_ROOT:-/nonexistent}")"/log/*.log 2>/dev/null | head -1)
-ok "the failing step is logged as a warning" wait_for 10 grep -q "WARNING:  pgwa dispatcher: retrying failed inbound events failed" "$SERVER_LOG"
+ok "the failing step is logged as a warning" wait_for 10 grep -q "WARNING:  pgwa inbound applier: retrying failed inbound events failed" "$SERVER_LOG"
 req POST "/v1/instances/$IA/messages" '{"to":"5511970001009","text":"still sending"}' "$KA"
 MSG2=$(j .message_id)
 ok "messages are still sent" wait_for 10 bash -c "[ \"\$(psql -X -qtA -c \"SELECT status FROM pgwa.outbox WHERE id = '$MSG2'\")\" = sent ]"
 restore
 is "$(sql "SELECT pgwa.dispatcher_pid()")" "$PID" "the dispatcher did not restart"
+is "$(sql "SELECT pgwa.applier_pid()")" "$APID" "nor did the inbound applier"
 
 # Metrics and cleanup.
 req GET /metrics "" "$PGWA_ADMIN_KEY"

@@ -61,6 +61,21 @@ wait_for() {
 
 sql() { psql -X -qtA -v ON_ERROR_STOP=1 -c "$1"; }
 
+# settled: the webhook events the last answer stored (its eventId or
+# eventIds) are applied by the inbound applier, asynchronously; waits until
+# none is left waiting, then sets BODY to their outcome (pgwa._event_result,
+# counts summed when there are several). STATUS keeps the HTTP status.
+settled() {
+	local ids
+	ids=$(printf '%s' "$BODY" | jq -r '[.eventId // empty, (.eventIds // [])[]] | unique | join(",")' 2>/dev/null)
+	[ -n "$ids" ] || return 0
+	wait_for 10 test "$(sql "SELECT count(*) FROM pgwa.webhook_events WHERE id IN ($ids) AND status = 'received'")" = 0
+	BODY=$(sql "SELECT jsonb_build_object('status', (array_agg(r->>'status' ORDER BY (r->>'eventId')::bigint))[1],
+	                                      'accepted', sum((r->>'accepted')::int), 'duplicates', sum((r->>'duplicates')::int),
+	                                      'ignored', sum((r->>'ignored')::int), 'eventIds', jsonb_agg(r->'eventId'))
+	            FROM (SELECT pgwa._event_result(w) AS r FROM pgwa.webhook_events w WHERE w.id IN ($ids)) s")
+}
+
 # new_tenant NAME: prints the new tenant's API key
 new_tenant() {
 	req POST /v1/tenants "{\"name\":\"$1\"}" "$PGWA_ADMIN_KEY"
