@@ -433,11 +433,14 @@ BEGIN
 		       m.message->>'quotedMessageId', m.meta
 		FROM m ORDER BY m.event_id, m.n
 		ON CONFLICT (instance_id, broker_message_id) DO NOTHING
-		RETURNING instance_id, broker_message_id, id)
+		RETURNING instance_id, broker_message_id, id),
+	-- the new ids by broker id: a lookup, not a join the planner sizes at one row
+	ids AS (SELECT jsonb_object_agg(i.instance_id || '/' || i.broker_message_id, i.id) AS map FROM ins i)
 	SELECT count(*), (SELECT count(*) FROM ins),
-	       jsonb_agg(to_jsonb(m) || jsonb_build_object('message_id', i.id) ORDER BY m.event_id, m.n)
+	       jsonb_agg(to_jsonb(m) || jsonb_build_object('message_id', ids.map->(m.instance_id || '/' || m.bid))
+	                 ORDER BY m.event_id, m.n)
 	INTO n_expect, n_got, v_msgs
-	FROM m LEFT JOIN ins i ON i.instance_id = m.instance_id AND i.broker_message_id = m.bid;
+	FROM m, ids;
 	IF n_got < n_expect THEN
 		-- only an outbound row could hold such an id: undo, let a retry sort it out
 		RAISE EXCEPTION 'a message of this batch appeared while being applied';

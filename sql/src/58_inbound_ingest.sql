@@ -22,24 +22,41 @@ LANGUAGE sql IMMUTABLE AS $$
 	FROM pgwa._body_events(p_body) e WHERE jsonb_typeof(e) = 'object' LIMIT 1
 $$;
 
--- True when a body is (or holds) a raw Baileys upsert.
+-- True when a body holds one event only (the usual case: no need to unfold it).
+CREATE FUNCTION pgwa._single_event(p_body jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+RETURN jsonb_typeof(p_body) = 'object' AND (p_body ? 'type' OR p_body ? 'event' OR NOT p_body ? 'events');
+
+-- True when a body is (or holds) a raw Baileys upsert. (plpgsql, so that
+-- its plans are kept: it is on every webhook's path.)
 CREATE FUNCTION pgwa._is_raw_upsert(p_body jsonb, p_dialect text) RETURNS boolean
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT p_dialect = 'baileys' OR EXISTS (
-		SELECT 1 FROM pgwa._body_events(p_body) e
-		WHERE jsonb_typeof(e) = 'object'
-		  AND 'WHATSAPP_MESSAGES_UPSERT' IN (e->>'event', e->>'type'))
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF p_dialect = 'baileys' THEN
+		RETURN true;
+	ELSIF pgwa._single_event(p_body) THEN
+		RETURN coalesce('WHATSAPP_MESSAGES_UPSERT' IN (p_body->>'event', p_body->>'type'), false);
+	END IF;
+	RETURN EXISTS (SELECT 1 FROM pgwa._body_events(p_body) e
+	               WHERE jsonb_typeof(e) = 'object' AND 'WHATSAPP_MESSAGES_UPSERT' IN (e->>'event', e->>'type'));
+END $$;
 
 -- The payload_type label of a body: one of a fixed few, whatever it says.
 CREATE FUNCTION pgwa._payload_type(p_body jsonb, p_dialect text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT CASE WHEN pgwa._is_raw_upsert(p_body, p_dialect) THEN 'WHATSAPP_MESSAGES_UPSERT'
-	            WHEN EXISTS (SELECT 1 FROM pgwa._body_events(p_body) e
-	                         WHERE jsonb_typeof(e) = 'object' AND e->>'type' = 'MESSAGE_INBOUND')
-	                 OR p_dialect = 'envelope' THEN 'MESSAGE_INBOUND'
-	            ELSE 'unknown' END
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF pgwa._is_raw_upsert(p_body, p_dialect) THEN
+		RETURN 'WHATSAPP_MESSAGES_UPSERT';
+	ELSIF p_dialect = 'envelope' THEN
+		RETURN 'MESSAGE_INBOUND';
+	ELSIF pgwa._single_event(p_body) THEN
+		RETURN CASE p_body->>'type' WHEN 'MESSAGE_INBOUND' THEN 'MESSAGE_INBOUND' ELSE 'unknown' END;
+	ELSIF EXISTS (SELECT 1 FROM pgwa._body_events(p_body) e
+	              WHERE jsonb_typeof(e) = 'object' AND e->>'type' = 'MESSAGE_INBOUND') THEN
+		RETURN 'MESSAGE_INBOUND';
+	END IF;
+	RETURN 'unknown';
+END $$;
 
 -- The raw Baileys fallback is off unless the instance's settings say
 -- "raw_fallback": true (seed 000: WHATSAPP_RAW_FALLBACK_ENABLED, per instance here).
@@ -374,12 +391,23 @@ $$;
 -- one when the body names none. n says how many matched (0, 1 or more).
 CREATE FUNCTION pgwa._secret_instance(p_token text, p_key text, OUT inst pgwa.instances, OUT n int)
 LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	v_hash bytea := pgwa._hash_key(p_token);
+	i      pgwa.instances;
 BEGIN
-	SELECT count(*) INTO n FROM pgwa._webhook_instances(p_token) i
-	WHERE p_key IS NULL OR i.broker_instance_id = p_key;
-	IF n = 1 THEN
-		SELECT * INTO inst FROM pgwa._webhook_instances(p_token) i
-		WHERE p_key IS NULL OR i.broker_instance_id = p_key;
+	n := 0;
+	FOR i IN SELECT x.* FROM pgwa.instances x
+	         WHERE x.id IN (SELECT s.instance_id FROM pgwa.webhook_secrets s
+	                        WHERE s.secret_hash = v_hash
+	                           OR (s.previous_hash = v_hash AND s.previous_valid_until > now()))
+	           AND (p_key IS NULL OR x.broker_instance_id = p_key)
+	         LIMIT 2
+	LOOP
+		inst := i;
+		n := n + 1;
+	END LOOP;
+	IF n <> 1 THEN
+		inst := NULL;
 	END IF;
 END $$;
 
@@ -445,9 +473,10 @@ BEGIN
 	RETURNING * INTO ev;
 	IF c.state IS NULL THEN
 		PERFORM pgwa._wake_applier_on_commit();
-	ELSE
-		PERFORM pgwa._count_webhook('rejected', c.reason, p_payload_type);
+		RETURN jsonb_build_object('eventId', ev.id, 'status', 'received', 'attempts', 0,
+		                          'accepted', 0, 'duplicates', 0, 'ignored', 0);
 	END IF;
+	PERFORM pgwa._count_webhook('rejected', c.reason, p_payload_type);
 	RETURN pgwa._event_result(ev);
 END $$;
 
@@ -478,7 +507,8 @@ BEGIN
 		RETURN pgwa._ingest_refusal('PW401',
 			'a webhook secret is required (X-API-Key, Authorization: Bearer or X-Authorization)', NULL);
 	END IF;
-	s := pgwa._secret_instance(t.token, pgwa._inbound_instance_key(p_body));
+	s := pgwa._secret_instance(t.token, CASE WHEN jsonb_typeof(p_body->'instanceId') = 'string'
+	                                         THEN p_body->>'instanceId' ELSE pgwa._inbound_instance_key(p_body) END);
 	IF s.n <> 1 THEN
 		IF s.n > 1 THEN
 			PERFORM pgwa._count_webhook('rejected', 'validation_failed', v_ptype);
