@@ -58,7 +58,7 @@ CREATE TABLE pgwa.webhook_events (
 );
 CREATE INDEX webhook_events_id ON pgwa.webhook_events (id);
 CREATE INDEX webhook_events_retry ON pgwa.webhook_events (next_attempt_at) WHERE status = 'failed';
-CREATE INDEX webhook_events_pending ON pgwa.webhook_events (received_at) WHERE status = 'received';
+CREATE INDEX webhook_events_pending ON pgwa.webhook_events (received_at, id) WHERE status = 'received';
 CREATE INDEX webhook_events_received ON pgwa.webhook_events (instance_id, received_at);
 
 -- A tenant's service queues for tickets. A new ticket goes to the default

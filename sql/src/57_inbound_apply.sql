@@ -435,7 +435,7 @@ BEGIN
 		ON CONFLICT (instance_id, broker_message_id) DO NOTHING
 		RETURNING instance_id, broker_message_id, id),
 	-- the new ids by broker id: a lookup, not a join the planner sizes at one row
-	ids AS (SELECT jsonb_object_agg(i.instance_id || '/' || i.broker_message_id, i.id) AS map FROM ins i)
+	ids AS MATERIALIZED (SELECT jsonb_object_agg(i.instance_id || '/' || i.broker_message_id, i.id) AS map FROM ins i)
 	SELECT count(*), (SELECT count(*) FROM ins),
 	       jsonb_agg(to_jsonb(m) || jsonb_build_object('message_id', ids.map->(m.instance_id || '/' || m.bid))
 	                 ORDER BY m.event_id, m.n)

@@ -102,8 +102,10 @@ BEGIN
 	-- seed-000 envelopes and raw Baileys, normalised in C
 	WITH e AS (
 		SELECT w.id, w.received_at, w.dialect, w.body, i AS inst
-		FROM pgwa.webhook_events w JOIN pgwa.instances i ON i.id = w.instance_id
-		WHERE w.id = ANY (p_ids) AND w.dialect NOT IN ('evolution', 'meta')),
+		FROM unnest(p_ids) k(id)
+		CROSS JOIN LATERAL (SELECT * FROM pgwa.webhook_events x WHERE x.id = k.id LIMIT 1) w
+		JOIN pgwa.instances i ON i.id = w.instance_id
+		WHERE w.dialect NOT IN ('evolution', 'meta')),
 	env AS (
 		SELECT e.id, e.received_at, e.inst, u.env, u.n::int AS n
 		FROM e, unnest(pgwa.normalize_inbound(e.body, e.dialect)) WITH ORDINALITY AS u(env, n)
@@ -123,8 +125,9 @@ BEGIN
 	INTO v_live, v_res, v_items FROM env v;
 
 	-- Evolution and Cloud API bodies
-	FOR v_id IN SELECT w.id FROM pgwa.webhook_events w
-	            WHERE w.id = ANY (p_ids) AND w.dialect IN ('evolution', 'meta') ORDER BY w.id
+	FOR v_id IN SELECT w.id FROM unnest(p_ids) k(id)
+	            CROSS JOIN LATERAL (SELECT x.id, x.dialect FROM pgwa.webhook_events x WHERE x.id = k.id LIMIT 1) w
+	            WHERE w.dialect IN ('evolution', 'meta') ORDER BY w.id
 	LOOP
 		SELECT * INTO ev FROM pgwa.webhook_events WHERE id = v_id;
 		SELECT * INTO inst FROM pgwa.instances WHERE id = ev.instance_id;
@@ -167,7 +170,13 @@ BEGIN
 	-- Each event's outcome. deferred first: the event still holds work;
 	-- skipped items belong to another instance's copy of the body and count
 	-- nowhere here.
-	WITH it AS (
+	WITH ev AS (
+		-- one index lookup per id, whatever the planner thinks of the
+		-- table's size (a filter by = ANY, or a join, was sized from it)
+		SELECT w.instance_id, w.id, w.dialect FROM unnest(p_ids) k(id)
+		CROSS JOIN LATERAL (SELECT x.instance_id, x.id, x.dialect FROM pgwa.webhook_events x
+		                    WHERE x.id = k.id LIMIT 1) w),
+	it AS (
 		SELECT (x->>'e')::bigint AS event_id, (x->>'n')::int AS n,
 		       CASE WHEN w.dialect IN ('evolution', 'meta') AND NOT x->'i' ? 'kind'
 		                 AND x->'i'->>'result' IN ('accepted', 'duplicate') THEN
@@ -177,9 +186,9 @@ BEGIN
 		                                             'payloadType', w.dialect || '.message')
 		            ELSE x->'i' END AS i,
 		       w.dialect IN ('evolution', 'meta') AS dialect
-		FROM jsonb_array_elements(v_res) x JOIN pgwa.webhook_events w ON w.id = (x->>'e')::bigint),
+		FROM jsonb_array_elements(v_res) x JOIN ev w ON w.id = (x->>'e')::bigint),
 	o AS (
-		SELECT w.instance_id, w.id, w.received_at,
+		SELECT w.instance_id, w.id,
 		       CASE WHEN count(*) FILTER (WHERE it.i->>'result' = 'deferred') > 0 THEN 'deferred'
 		            WHEN count(*) FILTER (WHERE it.i->>'result' = 'accepted') > 0 THEN 'applied'
 		            WHEN count(*) FILTER (WHERE it.i->>'result' = 'duplicate') > 0 THEN 'duplicate'
@@ -191,8 +200,8 @@ BEGIN
 		                          CASE WHEN w.dialect IN ('evolution', 'meta') THEN 'events' ELSE 'messages' END,
 		                          coalesce(jsonb_agg(it.i ORDER BY it.n) FILTER (WHERE it.i IS NOT NULL), '[]'))
 		           AS result
-		FROM pgwa.webhook_events w LEFT JOIN it ON it.event_id = w.id
-		WHERE w.id = ANY (p_ids) GROUP BY w.instance_id, w.id),
+		FROM ev w LEFT JOIN it ON it.event_id = w.id
+		GROUP BY w.instance_id, w.id, w.dialect),
 	upd AS (
 		UPDATE pgwa.webhook_events w SET status = o.status, attempts = w.attempts + 1, applied_at = now(),
 		       result = o.result, last_error = NULL, error_sqlstate = NULL, error_field = NULL,
@@ -276,9 +285,10 @@ DECLARE
 	v_id  bigint;
 BEGIN
 	SELECT array_agg(w.id ORDER BY w.id) INTO v_ids FROM (
-		SELECT id FROM pgwa.webhook_events
-		WHERE id = ANY (p_ids) AND (p_replay OR status IN ('received', 'failed'))
-		ORDER BY id FOR UPDATE) w;
+		SELECT w.id FROM pgwa.webhook_events w
+		WHERE w.id IN (SELECT k.id FROM unnest(p_ids) k(id))
+		  AND (p_replay OR w.status IN ('received', 'failed'))
+		ORDER BY w.id FOR UPDATE OF w) w;
 	IF v_ids IS NULL THEN
 		RETURN 0;
 	END IF;
