@@ -198,6 +198,16 @@ CREATE TYPE pgwa._live_msg AS (
 	meta         jsonb
 );
 
+-- A sender's lead as a batch resolved it (pgwa._apply_live).
+CREATE TYPE pgwa._live_lead AS (
+	tenant_id  uuid,
+	skey       text,
+	lead_id    uuid,
+	created    boolean,
+	source     text,
+	"window"   timestamptz
+);
+
 -- What became of one live message: accepted or duplicate, with its ids.
 CREATE TYPE pgwa._live_result AS (
 	event_id bigint,

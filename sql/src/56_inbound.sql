@@ -22,6 +22,15 @@ RETURN to_char(p AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
 -- {tenant_id, id, event, data}. NOTIFY payloads must stay under 8000 bytes:
 -- data is a summary (ids, types, short text); when even that is too long the
 -- notification carries only the id, and listeners read pgwa.events.
+-- The NOTIFY payload of an event: {tenant_id, id, event, data}, or
+-- without data when that would pass the limit.
+CREATE FUNCTION pgwa._event_note(p_tenant uuid, p_id bigint, p_event text, p_data jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE
+RETURN CASE WHEN octet_length(jsonb_build_object('tenant_id', p_tenant, 'id', p_id, 'event', p_event,
+                                                 'data', p_data)::text) > 7900
+            THEN jsonb_build_object('tenant_id', p_tenant, 'id', p_id, 'event', p_event, 'truncated', true)::text
+            ELSE jsonb_build_object('tenant_id', p_tenant, 'id', p_id, 'event', p_event, 'data', p_data)::text END;
+
 -- Emits several events at once, in array order (one insert, one NOTIFY
 -- each); returns the id of the last.
 CREATE FUNCTION pgwa._emit_all(p_tenants uuid[], p_events text[], p_data jsonb[]) RETURNS bigint
@@ -33,16 +42,9 @@ BEGIN
 	WITH ins AS (
 		INSERT INTO pgwa.events (tenant_id, event, payload)
 		SELECT t, e, d FROM unnest(p_tenants, p_events, p_data) WITH ORDINALITY AS u(t, e, d, o) ORDER BY o
-		RETURNING tenant_id, id, event, payload),
-	note AS (
-		SELECT i.id, jsonb_build_object('tenant_id', i.tenant_id, 'id', i.id, 'event', i.event,
-		                                'data', i.payload)::text AS full_note,
-		       jsonb_build_object('tenant_id', i.tenant_id, 'id', i.id, 'event', i.event,
-		                          'truncated', true)::text AS short_note
-		FROM ins i ORDER BY i.id OFFSET 0)
-	SELECT max(n.id), count(pg_notify('pgwa_events', CASE WHEN octet_length(n.full_note) > 7900
-	                                                      THEN n.short_note ELSE n.full_note END))
-	INTO v_last, v_sent FROM note n;
+		RETURNING tenant_id, id, event, payload)
+	SELECT max(n.id), count(pg_notify('pgwa_events', pgwa._event_note(n.tenant_id, n.id, n.event, n.payload)))
+	INTO v_last, v_sent FROM (SELECT * FROM ins ORDER BY id OFFSET 0) n;
 	RETURN v_last;
 END $$;
 

@@ -209,15 +209,21 @@ $$;
 -- to be one lead, a lead or ticket created meanwhile by someone else) it
 -- raises PW5B1 and the caller applies the messages one by one.
 CREATE FUNCTION pgwa._apply_live(p_rows pgwa._live_msg[]) RETURNS SETOF pgwa._live_result
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- planned for each batch: a kept plan sizes every array at ten rows and
+-- joins hundreds by nested loops; never JIT-compiled (the nested loops it
+-- turns off inflate the costs past jit_above_cost)
+SET plan_cache_mode = force_custom_plan SET jit = off AS $$
 DECLARE
-	v_new     pgwa._live_msg[];
-	v_leads   jsonb;
-	v_convs   jsonb;
-	v_tickets jsonb;
-	v_msgs    jsonb;
-	n_expect  int;
-	n_got     int;
+	v_new    pgwa._live_msg[];
+	v_leads  pgwa._live_lead[];
+	v_res    pgwa._live_result[];
+	v_tl     jsonb;
+	v_nl     text := current_setting('enable_nestloop');
+	n_expect int;
+	n_got    int;
+	n_tk_exp int;
+	n_tk_got int;
 BEGIN
 	-- One writer per sender, then per message, always in that order.
 	PERFORM pg_advisory_xact_lock(h) FROM (
@@ -241,6 +247,8 @@ BEGIN
 
 	-- 1. Leads. A sender is a phone, else a LID; what several messages say
 	-- about it is folded in their order (last value wins, metadata merged).
+	-- Two senders of the batch that are one lead (a phone and its LID), or
+	-- one LID claimed by two senders: only one after the other can tell.
 	WITH s AS (
 		SELECT r.tenant_id, r.phone, coalesce(r.phone, r.lid) AS skey,
 		       (array_agg(r.lid ORDER BY r.at, r.event_id, r.n) FILTER (WHERE r.lid IS NOT NULL))[1] AS lid,
@@ -253,86 +261,81 @@ BEGIN
 		       min(r.at) AS first_at, max(r.at) AS last_at,
 		       max(r.received_at) FILTER (WHERE NOT r.is_group) AS window_from
 		FROM unnest(v_new) r GROUP BY r.tenant_id, r.phone, coalesce(r.phone, r.lid)),
-	found AS (
-		SELECT s.*, l.id AS lead_id, l.source AS lead_source
+	found AS MATERIALIZED (
+		SELECT s.*, l.id AS lead_id
 		FROM s LEFT JOIN LATERAL (
-			SELECT l.id, l.source FROM pgwa.leads l
+			SELECT l.id FROM pgwa.leads l
 			WHERE l.tenant_id = s.tenant_id
 			  AND (l.phone = s.phone OR (l.lid = s.lid AND (l.phone IS NULL OR s.phone IS NULL)))
-			ORDER BY l.phone = s.phone DESC NULLS LAST LIMIT 1 FOR UPDATE) l ON true)
-	SELECT jsonb_agg(to_jsonb(f)) INTO v_leads FROM found f;
-
-	-- Two senders of the batch that are one lead (a phone and its LID), or
-	-- one LID claimed by two senders: only one after the other can tell.
-	IF (SELECT count(DISTINCT x->>'lead_id') <> count(x->>'lead_id')
-	           OR count(DISTINCT x->>'lid') <> count(x->>'lid')
-	    FROM jsonb_array_elements(v_leads) x) THEN
-		PERFORM pgwa._raise('PW5B1', 'messages of this batch must be applied one by one', NULL);
-	END IF;
-
-	WITH s AS (
-		SELECT x.*,
+			ORDER BY l.phone = s.phone DESC NULLS LAST LIMIT 1 FOR UPDATE) l ON true),
+	checked AS MATERIALIZED (
+		SELECT f.*,
 		       -- a LID already held by another lead stays there
-		       CASE WHEN x.lid IS NOT NULL AND EXISTS (
-		                SELECT 1 FROM pgwa.leads o WHERE o.tenant_id = x.tenant_id AND o.lid = x.lid
-		                AND o.id IS DISTINCT FROM x.lead_id) THEN NULL ELSE x.lid END AS new_lid
-		FROM jsonb_to_recordset(v_leads) AS x(tenant_id uuid, phone text, skey text, lid text, name text,
-		     push_name text, document text, registrations jsonb, avatar_url text, metadata jsonb,
-		     first_at timestamptz, last_at timestamptz, window_from timestamptz, lead_id uuid, lead_source text)),
+		       CASE WHEN f.lid IS NOT NULL AND EXISTS (
+		                SELECT 1 FROM pgwa.leads o WHERE o.tenant_id = f.tenant_id AND o.lid = f.lid
+		                AND o.id IS DISTINCT FROM f.lead_id) THEN NULL ELSE f.lid END AS new_lid
+		FROM found f
+		WHERE pgwa._raise_if((SELECT count(DISTINCT x.lead_id) <> count(x.lead_id) OR count(DISTINCT x.lid) <> count(x.lid)
+		                      FROM found x),
+		                     'PW5B1', 'messages of this batch must be applied one by one')),
 	ins AS (
 		INSERT INTO pgwa.leads (tenant_id, phone, lid, name, push_name, document, registrations, avatar_url,
 		                        metadata, source, first_inbound_at, last_inbound_at, last_message_at,
 		                        window_expires_at)
-		SELECT s.tenant_id, s.phone, s.new_lid, s.name, s.push_name, s.document, s.registrations, s.avatar_url,
-		       coalesce(s.metadata, '{}'), 'live_message', s.first_at, s.last_at, s.last_at,
-		       s.window_from + interval '24 hours'
-		FROM s WHERE s.lead_id IS NULL
-		ORDER BY s.tenant_id, s.skey
+		SELECT c.tenant_id, c.phone, c.new_lid, c.name, c.push_name, c.document, c.registrations, c.avatar_url,
+		       coalesce(c.metadata, '{}'), 'live_message', c.first_at, c.last_at, c.last_at,
+		       c.window_from + interval '24 hours'
+		FROM checked c WHERE c.lead_id IS NULL
+		ORDER BY c.tenant_id, c.skey
 		ON CONFLICT DO NOTHING
-		RETURNING tenant_id, id, phone, lid, source, window_expires_at),
+		RETURNING tenant_id, coalesce(phone, lid) AS skey, id, source, window_expires_at),
 	upd AS (
 		UPDATE pgwa.leads l SET
-			phone = coalesce(l.phone, s.phone),
-			lid = coalesce(l.lid, s.new_lid),
-			name = coalesce(s.name, l.name),
-			push_name = coalesce(s.push_name, l.push_name),
-			document = coalesce(s.document, l.document),
-			registrations = coalesce(s.registrations, l.registrations),
-			avatar_url = coalesce(s.avatar_url, l.avatar_url),
-			metadata = l.metadata || coalesce(s.metadata, '{}'),
-			first_inbound_at = least(l.first_inbound_at, s.first_at),
-			last_inbound_at = greatest(l.last_inbound_at, s.last_at),
-			last_message_at = greatest(l.last_message_at, s.last_at),
-			window_expires_at = CASE WHEN s.window_from IS NOT NULL AND NOT pgwa._is_history_lead(l.source)
-			                         THEN greatest(l.window_expires_at, s.window_from + interval '24 hours')
+			phone = coalesce(l.phone, c.phone),
+			lid = coalesce(l.lid, c.new_lid),
+			name = coalesce(c.name, l.name),
+			push_name = coalesce(c.push_name, l.push_name),
+			document = coalesce(c.document, l.document),
+			registrations = coalesce(c.registrations, l.registrations),
+			avatar_url = coalesce(c.avatar_url, l.avatar_url),
+			metadata = l.metadata || coalesce(c.metadata, '{}'),
+			first_inbound_at = least(l.first_inbound_at, c.first_at),
+			last_inbound_at = greatest(l.last_inbound_at, c.last_at),
+			last_message_at = greatest(l.last_message_at, c.last_at),
+			window_expires_at = CASE WHEN c.window_from IS NOT NULL AND NOT pgwa._is_history_lead(l.source)
+			                         THEN greatest(l.window_expires_at, c.window_from + interval '24 hours')
 			                         ELSE l.window_expires_at END,
 			active = true, deleted_at = NULL, updated_at = now()
-		FROM s WHERE s.lead_id IS NOT NULL AND l.tenant_id = s.tenant_id AND l.id = s.lead_id
-		RETURNING l.tenant_id, l.id, s.skey, l.source, l.window_expires_at)
-	SELECT (SELECT count(*) FROM s WHERE s.lead_id IS NULL), (SELECT count(*) FROM ins),
-	       coalesce((SELECT jsonb_agg(jsonb_build_object('tenant_id', i.tenant_id, 'skey', coalesce(i.phone, i.lid),
-	                                            'lead_id', i.id, 'created', true, 'source', i.source,
-	                                            'window', i.window_expires_at)) FROM ins i), '[]')
-	       || coalesce((SELECT jsonb_agg(jsonb_build_object('tenant_id', u.tenant_id, 'skey', u.skey,
-	                                            'lead_id', u.id, 'created', false, 'source', u.source,
-	                                            'window', u.window_expires_at)) FROM upd u), '[]')
-	INTO n_expect, n_got, v_leads;
+		FROM checked c WHERE c.lead_id IS NOT NULL AND l.tenant_id = c.tenant_id AND l.id = c.lead_id
+		RETURNING l.tenant_id, c.skey, l.id, l.source, l.window_expires_at)
+	SELECT (SELECT count(*) FROM checked WHERE lead_id IS NULL), (SELECT count(*) FROM ins),
+	       array_agg(ROW(x.tenant_id, x.skey, x.id, x.created, x.source, x.window_expires_at)::pgwa._live_lead)
+	INTO n_expect, n_got, v_leads
+	FROM (SELECT i.tenant_id, i.skey, i.id, true AS created, i.source, i.window_expires_at FROM ins i
+	      UNION ALL
+	      SELECT u.tenant_id, u.skey, u.id, false, u.source, u.window_expires_at FROM upd u) x;
 	IF n_got < n_expect THEN
 		-- created meanwhile by someone else (history sync, another event)
 		PERFORM pgwa._raise('PW5B1', 'a lead of this batch was created concurrently', NULL);
 	END IF;
 
-	-- 2. Conversations, one per lead and instance (not for group messages).
-	WITH m AS (
-		SELECT r.*, l.lead_id FROM unnest(v_new) r
-		JOIN jsonb_to_recordset(v_leads) AS l(tenant_id uuid, skey text, lead_id uuid)
-		  ON l.tenant_id = r.tenant_id AND l.skey = coalesce(r.phone, r.lid)
-		WHERE NOT r.is_group),
+	-- 2. Conversations (one per lead and instance), 3. tickets (the lead's
+	-- open one, else a new one on the instance and conversation of its first
+	-- message here, seed 002 "NÃO CRIAR TICKET AUTOMATICAMENTE" and "ORIGEM
+	-- DO TICKET") with their timeline, 4. the messages, 5. their events,
+	-- announced at commit. Group messages have no conversation nor ticket.
+	-- Its joins are between sets of this batch (a few hundred rows, sized
+	-- at one by the planner): hash joins; tables are reached through their
+	-- indexes by ON CONFLICT and LATERAL, which nested loops do not need.
+	PERFORM set_config('enable_nestloop', 'off', true);
+	WITH m0 AS MATERIALIZED (
+		SELECT r.*, l.lead_id, l.created, l.source, l."window"
+		FROM unnest(v_new) r JOIN unnest(v_leads) l ON l.tenant_id = r.tenant_id AND l.skey = coalesce(r.phone, r.lid)),
 	c AS (
 		SELECT m.instance_id, m.tenant_id, m.lead_id,
 		       pgwa._last_value(m.chat_jid ORDER BY m.event_id, m.n) AS remote, max(m.at) AS last_at
-		FROM m GROUP BY m.instance_id, m.tenant_id, m.lead_id),
-	up AS (
+		FROM m0 m WHERE NOT m.is_group GROUP BY m.instance_id, m.tenant_id, m.lead_id),
+	conv AS (
 		INSERT INTO pgwa.conversations AS cv (instance_id, tenant_id, lead_id, remote, last_message_at,
 		                                      last_inbound_at)
 		SELECT c.instance_id, c.tenant_id, c.lead_id, c.remote, c.last_at, c.last_at FROM c
@@ -342,89 +345,59 @@ BEGIN
 			last_message_at = greatest(cv.last_message_at, excluded.last_message_at),
 			last_inbound_at = greatest(cv.last_inbound_at, excluded.last_inbound_at),
 			updated_at = now()
-		RETURNING cv.instance_id, cv.lead_id, cv.id)
-	SELECT coalesce(jsonb_agg(to_jsonb(up)), '[]') INTO v_convs FROM up;
-
-	-- 3. Tickets: the lead's open one, else a new one, on the instance and
-	-- conversation of its first message here (seed 002, "NÃO CRIAR TICKET
-	-- AUTOMATICAMENTE": history never opens one; "ORIGEM DO TICKET").
-	WITH m AS (
-		SELECT r.*, l.lead_id, l.created, l.source, c.id AS conv_id
-		FROM unnest(v_new) r
-		JOIN jsonb_to_recordset(v_leads) AS l(tenant_id uuid, skey text, lead_id uuid, created boolean, source text)
-		  ON l.tenant_id = r.tenant_id AND l.skey = coalesce(r.phone, r.lid)
-		JOIN jsonb_to_recordset(v_convs) AS c(instance_id uuid, lead_id uuid, id uuid)
-		  ON c.instance_id = r.instance_id AND c.lead_id = l.lead_id
-		WHERE NOT r.is_group),
+		RETURNING cv.instance_id, cv.lead_id, cv.id),
 	t AS (
 		SELECT m.tenant_id, m.lead_id, bool_or(m.created) AS created, min(m.source) AS source,
 		       (array_agg(m.instance_id ORDER BY m.event_id, m.n))[1] AS instance_id,
-		       (array_agg(m.conv_id ORDER BY m.event_id, m.n))[1] AS conv_id,
 		       min(m.at) AS first_at, max(m.at) AS last_at
-		FROM m GROUP BY m.tenant_id, m.lead_id),
-	open AS (
-		SELECT t.*, o.id AS ticket_id, o.status, o.originated_from, o.queue_id, o.tl
+		FROM m0 m WHERE NOT m.is_group GROUP BY m.tenant_id, m.lead_id),
+	open AS MATERIALIZED (
+		SELECT t.*, o.id AS ticket_id, o.status, o.originated_from, o.tl
 		FROM t LEFT JOIN LATERAL (
-			SELECT k.id, k.status, k.originated_from, k.queue_id, coalesce(k.metadata->'timeline', '{}') AS tl
+			SELECT k.id, k.status, k.originated_from, coalesce(k.metadata->'timeline', '{}') AS tl
 			FROM pgwa.tickets k WHERE k.tenant_id = t.tenant_id AND k.lead_id = t.lead_id AND k.status = 'open'
 			FOR UPDATE) o ON true),
-	ins AS (
+	tins AS (
 		INSERT INTO pgwa.tickets (tenant_id, lead_id, instance_id, conversation_id, queue_id, source,
 		                          originated_from, metadata)
-		SELECT o.tenant_id, o.lead_id, o.instance_id, o.conv_id,
+		SELECT o.tenant_id, o.lead_id, o.instance_id, cv.id,
 		       (SELECT q.id FROM pgwa.ticket_queues q WHERE q.tenant_id = o.tenant_id AND q.is_default),
 		       'incoming_message',
 		       CASE WHEN o.created THEN 'new_contact' WHEN pgwa._is_history_lead(o.source) THEN 'history_lead'
 		            ELSE 'existing' END,
 		       jsonb_build_object('timeline', jsonb_build_object('firstInboundAt', pgwa._iso(o.first_at),
 		                                                         'lastInboundAt', pgwa._iso(o.last_at)))
-		FROM open o WHERE o.ticket_id IS NULL
+		FROM open o JOIN conv cv ON cv.instance_id = o.instance_id AND cv.lead_id = o.lead_id
+		WHERE o.ticket_id IS NULL
 		ORDER BY o.tenant_id, o.lead_id
 		ON CONFLICT DO NOTHING
-		RETURNING tenant_id, id, lead_id, status, originated_from, queue_id, metadata->'timeline' AS delta),
-	delta AS (
-		SELECT o.*, (CASE WHEN o.tl->>'firstInboundAt' IS DISTINCT FROM
-		                       pgwa._iso(least((o.tl->>'firstInboundAt')::timestamptz, o.first_at))
-		                  THEN jsonb_build_object('firstInboundAt',
-		                       pgwa._iso(least((o.tl->>'firstInboundAt')::timestamptz, o.first_at)))
-		                  ELSE '{}' END)
-		            || (CASE WHEN o.tl->>'lastInboundAt' IS DISTINCT FROM
-		                       pgwa._iso(greatest((o.tl->>'lastInboundAt')::timestamptz, o.last_at))
-		                  THEN jsonb_build_object('lastInboundAt',
-		                       pgwa._iso(greatest((o.tl->>'lastInboundAt')::timestamptz, o.last_at)))
-		                  ELSE '{}' END) AS delta
+		RETURNING tenant_id, lead_id, id, status, originated_from, queue_id, metadata->'timeline' AS delta),
+	delta AS MATERIALIZED (
+		SELECT o.tenant_id, o.lead_id, o.ticket_id, o.status, o.originated_from, o.tl,
+		       (CASE WHEN o.tl->>'firstInboundAt' IS DISTINCT FROM
+		                  pgwa._iso(least((o.tl->>'firstInboundAt')::timestamptz, o.first_at))
+		             THEN jsonb_build_object('firstInboundAt',
+		                  pgwa._iso(least((o.tl->>'firstInboundAt')::timestamptz, o.first_at)))
+		             ELSE '{}' END)
+		       || (CASE WHEN o.tl->>'lastInboundAt' IS DISTINCT FROM
+		                  pgwa._iso(greatest((o.tl->>'lastInboundAt')::timestamptz, o.last_at))
+		             THEN jsonb_build_object('lastInboundAt',
+		                  pgwa._iso(greatest((o.tl->>'lastInboundAt')::timestamptz, o.last_at)))
+		             ELSE '{}' END) AS delta
 		FROM open o WHERE o.ticket_id IS NOT NULL),
-	upd AS (
-		UPDATE pgwa.tickets k SET metadata = jsonb_set(k.metadata, '{timeline}', d.tl || d.delta),
-		       updated_at = now()
-		FROM delta d WHERE d.delta <> '{}' AND k.tenant_id = d.tenant_id AND k.id = d.ticket_id
-		RETURNING k.id)
-	SELECT (SELECT count(*) FROM open WHERE ticket_id IS NULL), (SELECT count(*) FROM ins),
-	       coalesce((SELECT jsonb_agg(jsonb_build_object('tenant_id', i.tenant_id, 'lead_id', i.lead_id,
-	                     'ticket_id', i.id, 'status', i.status, 'originated_from', i.originated_from,
-	                     'created', true, 'no_queue', i.queue_id IS NULL, 'delta', i.delta)) FROM ins i), '[]')
-	       || coalesce((SELECT jsonb_agg(jsonb_build_object('tenant_id', d.tenant_id, 'lead_id', d.lead_id,
-	                     'ticket_id', d.ticket_id, 'status', d.status, 'originated_from', d.originated_from,
-	                     'created', false, 'no_queue', false, 'delta', d.delta)) FROM delta d), '[]')
-	INTO n_expect, n_got, v_tickets;
-	IF n_got < n_expect THEN
-		PERFORM pgwa._raise('PW5B1', 'a ticket of this batch was opened concurrently', NULL);
-	END IF;
-
-	-- 4. The messages, then 5. their events (sent at commit).
-	WITH m AS (
-		SELECT r.*, l.lead_id, l.window, c.id AS conv_id, t.ticket_id, t.status AS ticket_status,
-		       t.created AS ticket_created, t.originated_from, t.no_queue, t.delta,
-		       row_number() OVER (PARTITION BY t.ticket_id ORDER BY r.event_id DESC, r.n DESC) = 1 AS last_of_ticket
-		FROM unnest(v_new) r
-		JOIN jsonb_to_recordset(v_leads) AS l(tenant_id uuid, skey text, lead_id uuid, "window" timestamptz)
-		  ON l.tenant_id = r.tenant_id AND l.skey = coalesce(r.phone, r.lid)
-		LEFT JOIN jsonb_to_recordset(v_convs) AS c(instance_id uuid, lead_id uuid, id uuid)
-		  ON NOT r.is_group AND c.instance_id = r.instance_id AND c.lead_id = l.lead_id
-		LEFT JOIN jsonb_to_recordset(v_tickets) AS t(tenant_id uuid, lead_id uuid, ticket_id uuid, status text,
-		          originated_from text, created boolean, no_queue boolean, delta jsonb)
-		  ON NOT r.is_group AND t.tenant_id = r.tenant_id AND t.lead_id = l.lead_id),
-	ins AS (
+	tk AS MATERIALIZED (
+		SELECT i.tenant_id, i.lead_id, i.id AS ticket_id, i.status, i.originated_from, true AS created,
+		       i.queue_id IS NULL AS no_queue, i.delta FROM tins i
+		UNION ALL
+		SELECT d.tenant_id, d.lead_id, d.ticket_id, d.status, d.originated_from, false, false, d.delta FROM delta d),
+	m AS MATERIALIZED (
+		SELECT r.*, cv.id AS conv_id, tk.ticket_id, tk.status AS ticket_status, tk.created AS ticket_created,
+		       tk.originated_from, tk.no_queue, tk.delta,
+		       row_number() OVER (PARTITION BY tk.ticket_id ORDER BY r.event_id DESC, r.n DESC) = 1 AS last_of_ticket
+		FROM m0 r
+		LEFT JOIN conv cv ON NOT r.is_group AND cv.instance_id = r.instance_id AND cv.lead_id = r.lead_id
+		LEFT JOIN tk ON NOT r.is_group AND tk.tenant_id = r.tenant_id AND tk.lead_id = r.lead_id),
+	mins AS (
 		INSERT INTO pgwa.messages (instance_id, tenant_id, direction, broker_message_id, remote, type, content,
 		                           status, source, broker_timestamp, conversation_id, lead_id, ticket_id,
 		                           event_id, participant, quoted_message_id, metadata)
@@ -434,22 +407,10 @@ BEGIN
 		FROM m ORDER BY m.event_id, m.n
 		ON CONFLICT (instance_id, broker_message_id) DO NOTHING
 		RETURNING instance_id, broker_message_id, id),
-	-- the new ids by broker id: a lookup, not a join the planner sizes at one row
-	ids AS MATERIALIZED (SELECT jsonb_object_agg(i.instance_id || '/' || i.broker_message_id, i.id) AS map FROM ins i)
-	SELECT count(*), (SELECT count(*) FROM ins),
-	       jsonb_agg(to_jsonb(m) || jsonb_build_object('message_id', ids.map->(m.instance_id || '/' || m.bid))
-	                 ORDER BY m.event_id, m.n)
-	INTO n_expect, n_got, v_msgs
-	FROM m, ids;
-	IF n_got < n_expect THEN
-		-- only an outbound row could hold such an id: undo, let a retry sort it out
-		RAISE EXCEPTION 'a message of this batch appeared while being applied';
-	END IF;
-
-	PERFORM pgwa._emit_all(array_agg(ev.tenant_id ORDER BY ev.o1, ev.o2, ev.o3),
-	                       array_agg(ev.event ORDER BY ev.o1, ev.o2, ev.o3),
-	                       array_agg(ev.payload ORDER BY ev.o1, ev.o2, ev.o3))
-	FROM (
+	mm AS MATERIALIZED (
+		SELECT m.*, i.id AS message_id
+		FROM m LEFT JOIN mins i ON i.instance_id = m.instance_id AND i.broker_message_id = m.bid),
+	ev AS (
 		SELECT m.event_id AS o1, m.n AS o2, 1 AS o3, m.tenant_id, 'messages.new' AS event,
 		       jsonb_strip_nulls(jsonb_build_object(
 		           'messageId', m.message_id, 'instanceId', m.instance_id, 'brokerMessageId', m.bid,
@@ -457,9 +418,7 @@ BEGIN
 		           'ticketId', m.ticket_id, 'remote', m.chat_jid, 'isGroup', m.is_group,
 		           'type', m.message->>'type', 'text', left(m.message->>'text', 280),
 		           'timestamp', pgwa._iso(m.at))) AS payload
-		FROM jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, tenant_id uuid, instance_id uuid, bid text,
-		     message_id uuid, lead_id uuid, conv_id uuid, ticket_id uuid, chat_jid text, is_group boolean,
-		     message jsonb, at timestamptz)
+		FROM mm m
 		UNION ALL
 		SELECT m.event_id, m.n, 2, m.tenant_id, 'ticket.message',
 		       jsonb_strip_nulls(jsonb_build_object(
@@ -474,35 +433,49 @@ BEGIN
 		                    'brokerMessageTimestamp', m.meta->'brokerMessageTimestamp',
 		                    'normalizedTimestamp', m.meta->'normalizedTimestamp')))
 		               || pgwa._message_summary(m.message)))
-		FROM jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, tenant_id uuid, instance_id uuid, bid text,
-		     instance_key text, message_id uuid, lead_id uuid, ticket_id uuid, message jsonb, meta jsonb,
-		     at timestamptz)
-		WHERE m.ticket_id IS NOT NULL
+		FROM mm m WHERE m.ticket_id IS NOT NULL
 		UNION ALL
 		SELECT m.event_id, m.n, 3, m.tenant_id, 'ticket.updated',
 		       jsonb_strip_nulls(jsonb_build_object(
 		           'ticketId', m.ticket_id, 'leadId', m.lead_id, 'status', m.ticket_status,
 		           'created', CASE WHEN m.ticket_created THEN true END,
 		           'originatedFrom', CASE WHEN m.ticket_created THEN m.originated_from END,
-		           'messageWindowExpiresAt', pgwa._iso(m.window), 'timeline', m.delta))
-		FROM jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, tenant_id uuid, ticket_id uuid, lead_id uuid,
-		     ticket_status text, ticket_created boolean, originated_from text, "window" timestamptz, delta jsonb,
-		     last_of_ticket boolean)
+		           'messageWindowExpiresAt', pgwa._iso(m."window"), 'timeline', m.delta))
+		FROM mm m
 		WHERE m.ticket_id IS NOT NULL AND m.last_of_ticket AND (m.ticket_created OR m.delta <> '{}')
 		UNION ALL
 		SELECT m.event_id, m.n, 4, m.tenant_id, 'whatsapp.queue.missing',
 		       jsonb_build_object('tenantId', m.tenant_id, 'instanceId', m.instance_id, 'ticketId', m.ticket_id,
 		                          'reason', 'the tenant has no default ticket queue')
-		FROM jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, tenant_id uuid, instance_id uuid,
-		     ticket_id uuid, ticket_created boolean, no_queue boolean, last_of_ticket boolean)
-		WHERE m.ticket_created AND m.no_queue AND m.last_of_ticket) ev;
+		FROM mm m WHERE m.ticket_created AND m.no_queue AND m.last_of_ticket),
+	eins AS (
+		INSERT INTO pgwa.events (tenant_id, event, payload)
+		SELECT e.tenant_id, e.event, e.payload FROM ev e ORDER BY e.o1, e.o2, e.o3
+		RETURNING tenant_id, id, event, payload),
+	notes AS (
+		SELECT count(pg_notify('pgwa_events', pgwa._event_note(e.tenant_id, e.id, e.event, e.payload))) AS n
+		FROM (SELECT * FROM eins ORDER BY id OFFSET 0) e)
+	SELECT (SELECT count(*) FROM open WHERE ticket_id IS NULL), (SELECT count(*) FROM tins),
+	       (SELECT count(*) FROM m), (SELECT count(*) FROM mins),
+	       array_agg(ROW(mm.event_id, mm.n, jsonb_strip_nulls(jsonb_build_object(
+	                     'result', 'accepted', 'messageId', mm.message_id, 'brokerMessageId', mm.bid,
+	                     'ticketId', mm.ticket_id, 'leadId', mm.lead_id)))::pgwa._live_result),
+	       (SELECT jsonb_agg(jsonb_build_object('t', d.tenant_id, 'k', d.ticket_id, 'tl', d.tl || d.delta))
+	        FROM delta d WHERE d.delta <> '{}')
+	INTO n_tk_exp, n_tk_got, n_expect, n_got, v_res, v_tl
+	FROM mm, notes;
+	PERFORM set_config('enable_nestloop', v_nl, true);
+	-- the timelines that moved, each through the ticket's key
+	UPDATE pgwa.tickets k SET metadata = jsonb_set(k.metadata, '{timeline}', d.tl), updated_at = now()
+	FROM jsonb_to_recordset(v_tl) AS d(t uuid, k uuid, tl jsonb) WHERE k.tenant_id = d.t AND k.id = d.k;
+	IF n_tk_got < n_tk_exp THEN
+		PERFORM pgwa._raise('PW5B1', 'a ticket of this batch was opened concurrently', NULL);
+	ELSIF n_got < n_expect THEN
+		-- only an outbound row could hold such an id: undo, let a retry sort it out
+		RAISE EXCEPTION 'a message of this batch appeared while being applied';
+	END IF;
 
 	RETURN QUERY
-	SELECT r.event_id, r.n,
-	       CASE WHEN m.message_id IS NULL THEN jsonb_build_object('result', 'duplicate', 'brokerMessageId', r.bid)
-	            ELSE jsonb_strip_nulls(jsonb_build_object('result', 'accepted', 'messageId', m.message_id,
-	                     'brokerMessageId', r.bid, 'ticketId', m.ticket_id, 'leadId', m.lead_id)) END
-	FROM unnest(p_rows) r
-	LEFT JOIN jsonb_to_recordset(v_msgs) AS m(event_id bigint, n int, message_id uuid, ticket_id uuid, lead_id uuid)
-	  ON m.event_id = r.event_id AND m.n = r.n;
+	SELECT r.event_id, r.n, coalesce(a.result, jsonb_build_object('result', 'duplicate', 'brokerMessageId', r.bid))
+	FROM unnest(p_rows) r LEFT JOIN unnest(v_res) a ON a.event_id = r.event_id AND a.n = r.n;
 END $$;
