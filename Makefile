@@ -23,6 +23,7 @@ OBJS = \
 	extension/inbound_evolution.o \
 	extension/inbound_meta.o \
 	extension/crypto.o \
+	extension/ingest.o \
 	bgworker/dispatcher.o \
 	bgworker/inbound_applier.o \
 	bgworker/transfer.o \

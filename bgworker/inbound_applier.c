@@ -4,10 +4,13 @@
  * Webhooks are stored first and answered at once (seed 000: the webhook
  * feeds a queue, a worker applies it). This worker applies them: woken by
  * the commit that stored an event, it takes the waiting events in batches
- * (pgwa.apply_pending), each batch in one short transaction, until none is
+ * of pgwa.inbound_batch (pgwa.apply_pending), each batch in one short
+ * transaction, until none is
  * left; every few seconds it also retries the events whose application
  * failed (pgwa.retry_failed_events). An error is logged and the loop goes
- * on: the events stay stored and are taken again.
+ * on: the events stay stored and are taken again. There are
+ * pgwa.inbound_workers of them; they skip each other's batches, and the
+ * locks they take by sender keep a sender's messages in one batch at a time.
  */
 #include "postgres.h"
 
@@ -27,35 +30,38 @@
 
 #include "pgwa.h"
 
-/* Events per batch: large enough to amortise a transaction and its NOTIFYs. */
-#define APPLY_BATCH 200
 /* How often failed events are looked at. */
 #define RETRY_EVENTS_MS 3000
 /* Rest after an error, so that a broken database is not hammered. */
 #define ERROR_BACKOFF_MS 1000
 
 static SPIPlanPtr apply_plan = NULL;
+static int	my_slot = 0;
 
 void
 pgwa_register_applier(void)
 {
-	BackgroundWorker worker;
+	for (int i = 0; i < pgwa_inbound_workers; i++)
+	{
+		BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgwa");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgwa_applier_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pgwa inbound applier");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pgwa inbound applier");
-	RegisterBackgroundWorker(&worker);
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 5;
+		worker.bgw_main_arg = Int32GetDatum(i);
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgwa");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgwa_applier_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "pgwa inbound applier %d", i);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "pgwa inbound applier");
+		RegisterBackgroundWorker(&worker);
+	}
 }
 
 static void
 applier_exit(int code, Datum arg)
 {
-	pgwa_shmem_set_applier(false);
+	pgwa_shmem_set_applier(my_slot, false);
 }
 
 static void
@@ -95,7 +101,7 @@ extension_present(void)
 static int
 apply_batch(void)
 {
-	Datum		arg = Int32GetDatum(APPLY_BATCH);
+	Datum		arg = Int32GetDatum(pgwa_inbound_batch);
 	bool		isnull;
 	int			n = 0;
 
@@ -176,8 +182,9 @@ pgwa_applier_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(pgwa_database, NULL, 0);
 
+	my_slot = DatumGetInt32(main_arg);
 	pgwa_use_palloc_for_jansson();
-	pgwa_shmem_set_applier(true);
+	pgwa_shmem_set_applier(my_slot, true);
 	on_shmem_exit(applier_exit, (Datum) 0);
 
 	while (!extension_present())
@@ -187,7 +194,7 @@ pgwa_applier_main(Datum main_arg)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	ereport(LOG, (errmsg("pgwa inbound applier started in database \"%s\"", pgwa_database)));
+	ereport(LOG, (errmsg("pgwa inbound applier %d started in database \"%s\"", my_slot, pgwa_database)));
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgwa inbound applier loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -213,10 +220,10 @@ pgwa_applier_main(Datum main_arg)
 			CHECK_FOR_INTERRUPTS();
 			n = run_step(apply_batch, "applying inbound events", &failed);
 			MemoryContextReset(loop_cxt);
-		} while (!failed && n >= APPLY_BATCH);
+		} while (!failed && n >= pgwa_inbound_batch);
 
 		now = GetCurrentTimestamp();
-		if (now - last_retry >= (TimestampTz) RETRY_EVENTS_MS * 1000)
+		if (my_slot == 0 && now - last_retry >= (TimestampTz) RETRY_EVENTS_MS * 1000)
 		{
 			bool		retry_failed_step;
 

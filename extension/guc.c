@@ -16,6 +16,8 @@ int			pgwa_http_timeout_ms = 15000;
 int			pgwa_connect_timeout_ms = 5000;
 int			pgwa_lease_s = 120;
 int			pgwa_idle_poll_ms = 1000;
+int			pgwa_inbound_batch = 200;
+int			pgwa_inbound_workers = 2;
 int			pgwa_webhook_max_in_flight = 100;
 int			pgwa_webhook_timeout_ms = 10000;
 
@@ -116,6 +118,18 @@ pgwa_define_gucs(void)
 							"Longest the dispatcher sleeps when it has nothing due (commits wake it sooner).",
 							NULL, &pgwa_idle_poll_ms, 1000, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.inbound_batch",
+							"Most stored webhook events an inbound applier applies in one transaction.",
+							"Larger batches cost less per event and hold their locks longer.",
+							&pgwa_inbound_batch, 200, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.inbound_workers",
+							"Number of inbound applier processes.",
+							"They take disjoint batches of waiting events; set at server start.",
+							&pgwa_inbound_workers, 2, 1, PGWA_MAX_APPLIERS,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pgwa.webhook_max_in_flight",
 							"Most client webhook deliveries the dispatcher keeps in flight at once.",

@@ -12,6 +12,8 @@
 
 #include "pg_jansson.h"
 
+#include "utils/jsonb.h"
+
 #include "pgwa.h"
 
 #define PGWA_ERRCODE_UNPROCESSABLE	MAKE_SQLSTATE('P','W','4','2','2')
@@ -58,6 +60,9 @@ typedef struct sender
 extern jid_kind ib_parse_jid(const char *s, char **user);
 extern char *ib_phone_of(const char *s);
 extern bool ib_sender_learn(sender *s, const char *v);
+
+/* inbound_normalize.c: raises as normalize_inbound would; the envelope count */
+extern int	pgwa_inbound_check(Jsonb *in, const char *dialect);
 
 /* inbound_content.c */
 extern json_t *ib_unwrap(json_t *content, json_t *seen);

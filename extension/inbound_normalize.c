@@ -633,6 +633,27 @@ normalize_body(json_t *body, const char *dialect)
 	return out;
 }
 
+/*
+ * Normalises a body only to see whether it can be: raises as
+ * normalize_inbound does, returns how many envelopes it holds.
+ */
+int
+pgwa_inbound_check(Jsonb *in, const char *dialect)
+{
+	char	   *text;
+	json_error_t err;
+	json_t	   *parsed;
+
+	text = JsonbToCString(NULL, &in->root, VARSIZE(in));
+	pgwa_use_palloc_for_jansson();
+	parsed = json_loads(text, JSON_DECODE_ANY, &err);
+	if (parsed == NULL)
+		invalid("body", "the body could not be read: %s", err.text);
+	if (!json_is_object(parsed) && !json_is_array(parsed))
+		invalid("body", "the body must be a JSON object or an array of them");
+	return (int) json_array_size(normalize_body(parsed, dialect));
+}
+
 Datum
 pgwa_normalize_inbound(PG_FUNCTION_ARGS)
 {

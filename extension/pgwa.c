@@ -84,9 +84,9 @@ pgwa_wake_dispatcher_on_commit(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* The inbound applier, once per transaction that stored webhook events. */
-Datum
-pgwa_wake_applier_on_commit(PG_FUNCTION_ARGS)
+/* The inbound appliers, once per transaction that stored webhook events. */
+void
+pgwa_wake_applier_at_commit(void)
 {
 	if (!xact_callback_registered)
 	{
@@ -94,13 +94,21 @@ pgwa_wake_applier_on_commit(PG_FUNCTION_ARGS)
 		xact_callback_registered = true;
 	}
 	wake_applier_pending = true;
-	PG_RETURN_VOID();
 }
 
 Datum
+pgwa_wake_applier_on_commit(PG_FUNCTION_ARGS)
+{
+	pgwa_wake_applier_at_commit();
+	PG_RETURN_VOID();
+}
+
+/* An inbound applier's process id (by slot, 0 first), or NULL. */
+Datum
 pgwa_applier_pid(PG_FUNCTION_ARGS)
 {
-	pid_t		pid = pgwa_shmem_applier_pid();
+	int32		slot = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0);
+	pid_t		pid = pgwa_shmem_applier_pid(slot);
 
 	if (pid == 0)
 		PG_RETURN_NULL();

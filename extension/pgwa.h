@@ -32,7 +32,8 @@ typedef enum pgwa_histogram_id
 	PGWA_HIST_COUNT
 } pgwa_histogram_id;
 
-#define PGWA_HIST_BUCKETS 15	/* finite buckets; +Inf comes on top */
+#define PGWA_HIST_BUCKETS 15
+#define PGWA_MAX_APPLIERS 8		/* most inbound applier processes */	/* finite buckets; +Inf comes on top */
 extern const double pgwa_hist_bounds[PGWA_HIST_BUCKETS];
 
 /* pgwa.c */
@@ -47,6 +48,8 @@ extern int	pgwa_http_timeout_ms;
 extern int	pgwa_connect_timeout_ms;
 extern int	pgwa_lease_s;
 extern int	pgwa_idle_poll_ms;
+extern int	pgwa_inbound_batch;
+extern int	pgwa_inbound_workers;
 extern int	pgwa_webhook_max_in_flight;
 extern int	pgwa_webhook_timeout_ms;
 extern void pgwa_define_gucs(void);
@@ -61,14 +64,17 @@ extern void pgwa_shmem_install_hooks(void);
 extern void pgwa_shmem_set_dispatcher(bool running);
 extern pid_t pgwa_shmem_dispatcher_pid(void);
 extern void pgwa_shmem_wake_dispatcher(void);
-extern void pgwa_shmem_set_applier(bool running);
-extern pid_t pgwa_shmem_applier_pid(void);
+extern void pgwa_shmem_set_applier(int slot, bool running);
+extern pid_t pgwa_shmem_applier_pid(int slot);
 extern void pgwa_shmem_wake_applier(void);
 extern bool pgwa_shmem_available(void);
 extern void pgwa_shmem_set_in_flight(int n);
 extern int	pgwa_shmem_in_flight(void);
 extern void pgwa_shmem_observe(pgwa_histogram_id h, double seconds);
 extern void pgwa_shmem_read_histogram(pgwa_histogram_id h, uint64 *cumulative, uint64 *sum_us);
+
+/* pgwa.c */
+extern void pgwa_wake_applier_at_commit(void);
 
 /* dispatcher.c */
 extern void pgwa_register_dispatcher(void);

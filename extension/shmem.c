@@ -32,8 +32,8 @@ typedef struct pgwa_shared
 	slock_t		mutex;
 	pid_t		dispatcher_pid;
 	int			dispatcher_procno;
-	pid_t		applier_pid;
-	int			applier_procno;
+	pid_t		applier_pid[PGWA_MAX_APPLIERS];
+	int			applier_procno[PGWA_MAX_APPLIERS];
 	pg_atomic_uint32 in_flight;
 	pgwa_histogram histograms[PGWA_HIST_COUNT];
 } pgwa_shared;
@@ -70,8 +70,11 @@ pgwa_shmem_startup(void)
 		SpinLockInit(&shared->mutex);
 		shared->dispatcher_pid = 0;
 		shared->dispatcher_procno = -1;
-		shared->applier_pid = 0;
-		shared->applier_procno = -1;
+		for (int i = 0; i < PGWA_MAX_APPLIERS; i++)
+		{
+			shared->applier_pid[i] = 0;
+			shared->applier_procno[i] = -1;
+		}
 		pg_atomic_init_u32(&shared->in_flight, 0);
 		for (int h = 0; h < PGWA_HIST_COUNT; h++)
 		{
@@ -133,41 +136,46 @@ pgwa_shmem_wake_dispatcher(void)
 }
 
 void
-pgwa_shmem_set_applier(bool running)
+pgwa_shmem_set_applier(int slot, bool running)
 {
-	if (shared == NULL)
+	if (shared == NULL || slot < 0 || slot >= PGWA_MAX_APPLIERS)
 		return;
 	SpinLockAcquire(&shared->mutex);
-	shared->applier_pid = running ? MyProcPid : 0;
-	shared->applier_procno = running ? MyProc->pgprocno : -1;
+	shared->applier_pid[slot] = running ? MyProcPid : 0;
+	shared->applier_procno[slot] = running ? MyProc->pgprocno : -1;
 	SpinLockRelease(&shared->mutex);
 }
 
 pid_t
-pgwa_shmem_applier_pid(void)
+pgwa_shmem_applier_pid(int slot)
 {
 	pid_t		pid;
 
-	if (shared == NULL)
+	if (shared == NULL || slot < 0 || slot >= PGWA_MAX_APPLIERS)
 		return 0;
 	SpinLockAcquire(&shared->mutex);
-	pid = shared->applier_pid;
+	pid = shared->applier_pid[slot];
 	SpinLockRelease(&shared->mutex);
 	return pid;
 }
 
+/*
+ * Wakes the appliers. Setting a latch that is already set costs no signal,
+ * and while events pend the appliers are mostly busy, their latches set.
+ */
 void
 pgwa_shmem_wake_applier(void)
 {
-	int			procno;
+	int			procnos[PGWA_MAX_APPLIERS];
 
 	if (shared == NULL)
 		return;
 	SpinLockAcquire(&shared->mutex);
-	procno = shared->applier_procno;
+	memcpy(procnos, shared->applier_procno, sizeof(procnos));
 	SpinLockRelease(&shared->mutex);
-	if (procno >= 0)
-		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	for (int i = 0; i < PGWA_MAX_APPLIERS; i++)
+		if (procnos[i] >= 0)
+			SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
 }
 
 bool

@@ -20,8 +20,9 @@ CREATE FUNCTION pgwa._wake_dispatcher_on_commit() RETURNS void
 CREATE FUNCTION pgwa._wake_applier_on_commit() RETURNS void
 	AS 'MODULE_PATHNAME', 'pgwa_wake_applier_on_commit' LANGUAGE C VOLATILE;
 
--- The inbound applier's process id, or NULL when it is not running.
-CREATE FUNCTION pgwa.applier_pid() RETURNS int
+-- An inbound applier's process id (slot 0 to pgwa.inbound_workers - 1), or
+-- NULL when it is not running.
+CREATE FUNCTION pgwa.applier_pid(slot int DEFAULT 0) RETURNS int
 	AS 'MODULE_PATHNAME', 'pgwa_applier_pid' LANGUAGE C VOLATILE;
 
 -- The dispatcher's process id, NULL when it is not running.
