@@ -150,7 +150,7 @@ CREATE INDEX attempts_message ON pgwa.attempts (instance_id, seq);
 --   broker_timestamp  the message's own time as the broker reported it
 --   source       live | history | app_echo (seed 002), api for sends
 CREATE TABLE pgwa.messages (
-	instance_id       uuid NOT NULL REFERENCES pgwa.instances (id) ON DELETE CASCADE,
+	instance_id       uuid NOT NULL,   -- no foreign key: see pgwa._drop_instance_rows
 	id                uuid NOT NULL DEFAULT gen_random_uuid(),
 	tenant_id         uuid NOT NULL,
 	direction         text NOT NULL CHECK (direction IN ('inbound', 'outbound')),

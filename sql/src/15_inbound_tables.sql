@@ -37,7 +37,7 @@ CREATE INDEX webhook_secrets_previous ON pgwa.webhook_secrets (previous_hash)
 --   rejected   invalid (error_sqlstate/error_field/last_error say why); kept so that
 --              nothing a broker sent is lost, and replayable after a fix
 CREATE TABLE pgwa.webhook_events (
-	instance_id     uuid   NOT NULL REFERENCES pgwa.instances (id) ON DELETE CASCADE,
+	instance_id     uuid   NOT NULL,   -- no foreign key: see pgwa._drop_instance_rows
 	id              bigint GENERATED ALWAYS AS IDENTITY,
 	tenant_id       uuid   NOT NULL,
 	dialect         text   NOT NULL,
@@ -81,7 +81,7 @@ CREATE UNIQUE INDEX ticket_queues_default ON pgwa.ticket_queues (tenant_id) WHER
 -- window_expires_at is the 24 h customer-service window (seed 002 section 4):
 -- NULL for a history lead means no limit; for other leads it means no window.
 CREATE TABLE pgwa.leads (
-	tenant_id         uuid NOT NULL REFERENCES pgwa.tenants (id) ON DELETE CASCADE,
+	tenant_id         uuid NOT NULL,   -- no foreign key: see pgwa._drop_tenant_rows
 	id                uuid NOT NULL DEFAULT gen_random_uuid(),
 	phone             text CHECK (phone ~ '^[0-9]{8,15}$'),
 	lid               text CHECK (lid ~ '@lid$'),
@@ -110,7 +110,7 @@ CREATE TABLE pgwa.leads (
 
 -- A lead's conversation on one instance (seed 002: one per lead + instance).
 CREATE TABLE pgwa.conversations (
-	instance_id     uuid NOT NULL REFERENCES pgwa.instances (id) ON DELETE CASCADE,
+	instance_id     uuid NOT NULL,   -- no foreign key: see pgwa._drop_instance_rows
 	id              uuid NOT NULL DEFAULT gen_random_uuid(),
 	tenant_id       uuid NOT NULL,
 	lead_id         uuid NOT NULL,
@@ -130,7 +130,7 @@ CREATE INDEX conversations_lead ON pgwa.conversations (tenant_id, lead_id);
 -- holds firstInboundAt, lastInboundAt, firstOutboundAt, lastOutboundAt
 -- (seed 000, "Timeline Reconciliacao").
 CREATE TABLE pgwa.tickets (
-	tenant_id       uuid NOT NULL REFERENCES pgwa.tenants (id) ON DELETE CASCADE,
+	tenant_id       uuid NOT NULL,   -- no foreign key: see pgwa._drop_tenant_rows
 	id              uuid NOT NULL DEFAULT gen_random_uuid(),
 	lead_id         uuid NOT NULL,
 	instance_id     uuid,
@@ -174,6 +174,33 @@ CREATE TABLE pgwa.webhook_counters (
 	count        bigint NOT NULL DEFAULT 0,
 	PRIMARY KEY (result, reason, payload_type, shard)
 );
+
+-- The busiest tables (webhook events, messages, conversations, leads,
+-- tickets) have no foreign key to their instance or tenant: a key check
+-- share-locks the parent row on every insert, and every webhook of an
+-- instance shares that one row, so concurrent writers would queue on it
+-- (multixacts). Rows are only ever written for an instance or tenant just
+-- read; deleting one deletes its rows here, by these triggers.
+CREATE FUNCTION pgwa._drop_instance_rows() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	DELETE FROM pgwa.webhook_events WHERE instance_id IN (SELECT id FROM gone);
+	DELETE FROM pgwa.messages WHERE instance_id IN (SELECT id FROM gone);
+	DELETE FROM pgwa.conversations WHERE instance_id IN (SELECT id FROM gone);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER instances_drop_rows AFTER DELETE ON pgwa.instances
+	REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION pgwa._drop_instance_rows();
+
+CREATE FUNCTION pgwa._drop_tenant_rows() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	DELETE FROM pgwa.tickets WHERE tenant_id IN (SELECT id FROM gone);
+	DELETE FROM pgwa.leads WHERE tenant_id IN (SELECT id FROM gone);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER tenants_drop_rows AFTER DELETE ON pgwa.tenants
+	REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION pgwa._drop_tenant_rows();
 
 -- One normalised live message on its way to the tables (pgwa._apply_live):
 -- where it came from (event, position), whose it is, who wrote it and what.

@@ -432,7 +432,8 @@ BEGIN
 		                    'messageId', m.bid, 'instanceId', m.instance_key,
 		                    'brokerMessageTimestamp', m.meta->'brokerMessageTimestamp',
 		                    'normalizedTimestamp', m.meta->'normalizedTimestamp')))
-		               || pgwa._message_summary(m.message)))
+		               || CASE WHEN m.message ?| ARRAY['media', 'location', 'contacts']
+		                       THEN pgwa._message_summary(m.message) ELSE '{}' END))
 		FROM mm m WHERE m.ticket_id IS NOT NULL
 		UNION ALL
 		SELECT m.event_id, m.n, 3, m.tenant_id, 'ticket.updated',
