@@ -26,9 +26,11 @@ BEGIN
 	RETURN r;
 END $$;
 
--- The single entry point of pgwa-http.
-CREATE FUNCTION pgwa.http(p_method text, p_path text, p_query jsonb DEFAULT '{}',
-                          p_headers jsonb DEFAULT '{}', p_body text DEFAULT NULL)
+-- The router behind pgwa.http(): every request but the usual seed-000
+-- webhook, which pgwa.http() stores itself (extension/ingest.c) and which
+-- this answers the same way when it comes here.
+CREATE FUNCTION pgwa._http_sql(p_method text, p_path text, p_query jsonb DEFAULT '{}',
+                               p_headers jsonb DEFAULT '{}', p_body text DEFAULT NULL)
 RETURNS pgwa.http_response
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -48,3 +50,9 @@ BEGIN
 	END;
 	RETURN r;
 END $$;
+
+-- The single entry point of pgwa-http.
+CREATE FUNCTION pgwa.http(p_method text, p_path text, p_query jsonb DEFAULT '{}',
+                          p_headers jsonb DEFAULT '{}', p_body text DEFAULT NULL)
+RETURNS pgwa.http_response
+	AS 'MODULE_PATHNAME', 'pgwa_http' LANGUAGE C VOLATILE;
