@@ -347,7 +347,7 @@ is_transient(int sqlerrcode)
  * client transaction, say) rolls it back and, when retry is set, tries again
  * a few times; false means the step did not happen. Other errors end the
  * worker when fatal is set: the postmaster starts it again and leases bring
- * claims back. Steps that must never stop the messages (webhooks, inbound
+ * claims back. Steps that must never stop the messages (client webhooks)
  * retries) are not fatal: their errors are logged and the step skipped.
  */
 static bool

@@ -4,8 +4,10 @@
 -- and WhatsApp Cloud API webhooks.
 -------------------------------------------------------------------------------
 
--- POST /api/integrations/whatsapp/webhook. The raw event is stored and
--- applied in this transaction, so a 202 means it is committed. Client errors
+-- POST /api/integrations/whatsapp/webhook. The raw event is checked and
+-- stored in this transaction, so a 202 means it is committed; the inbound
+-- appliers apply it. (pgwa.http() stores the usual one itself, in C, with
+-- the same answer.) Client errors
 -- are built here rather than raised: a rejected event stays stored and every
 -- outcome is counted.
 CREATE FUNCTION pgwa._http_whatsapp_webhook(p_headers jsonb, p_body text) RETURNS pgwa.http_response
@@ -135,7 +137,7 @@ END $$;
 
 -- POST /webhooks/whatsapp[/{event}]: Evolution API webhooks (with "webhook
 -- by events" Evolution appends the event's name to the URL). 200 once the
--- body is stored and applied.
+-- body is stored.
 CREATE FUNCTION pgwa._http_evolution_webhook(p_headers jsonb, p_body text) RETURNS pgwa.http_response
 LANGUAGE plpgsql AS $$
 DECLARE
