@@ -348,7 +348,7 @@ is_transient(int sqlerrcode)
  * a few times; false means the step did not happen. Other errors end the
  * worker when fatal is set: the postmaster starts it again and leases bring
  * claims back. Steps that must never stop the messages (client webhooks)
- * retries) are not fatal: their errors are logged and the step skipped.
+ * are not fatal: their errors are logged and the step skipped.
  */
 static bool
 run_step(void (*step) (void *), void *arg, const char *what, bool retry, bool fatal)
