@@ -106,7 +106,7 @@ CREATE TABLE pgwa.leads (
 	UNIQUE (tenant_id, phone),
 	UNIQUE (tenant_id, lid),
 	CHECK (phone IS NOT NULL OR lid IS NOT NULL)
-);
+) WITH (fillfactor = 70);   -- room for HOT updates: every message updates its row
 
 -- A lead's conversation on one instance (seed 002: one per lead + instance).
 CREATE TABLE pgwa.conversations (
@@ -121,7 +121,7 @@ CREATE TABLE pgwa.conversations (
 	updated_at      timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (instance_id, id),
 	UNIQUE (instance_id, lead_id)
-);
+) WITH (fillfactor = 70);   -- room for HOT updates: every message updates its row
 CREATE INDEX conversations_lead ON pgwa.conversations (tenant_id, lead_id);
 
 -- A service ticket. At most one open ticket per lead. Fields as seed 002
@@ -146,7 +146,7 @@ CREATE TABLE pgwa.tickets (
 	closed_at       timestamptz,
 	PRIMARY KEY (tenant_id, id),
 	CHECK ((status = 'closed') = (closed_at IS NOT NULL))
-);
+) WITH (fillfactor = 70);   -- room for HOT updates: every message updates its row
 CREATE UNIQUE INDEX tickets_one_open ON pgwa.tickets (tenant_id, lead_id) WHERE status = 'open';
 CREATE INDEX tickets_id ON pgwa.tickets (id);
 
