@@ -19,7 +19,9 @@ bench_cluster -o fsync=on -o pgwa.mode=disabled
 DURATION=${PGWA_BENCH_DURATION:-10}
 CLIENTS=8
 CONNECTIONS=64
-FRONT_THREADS=${PGWA_BENCH_HTTP_THREADS:-4}
+# pgwa-http's sessions: each ingest waits for its commit's WAL flush, so
+# more sessions than CPUs keep the flushes full (8 here; the default is 4).
+FRONT_THREADS=${PGWA_BENCH_INGEST_HTTP_THREADS:-8}
 SECRET=bench-ingest-secret-0001
 
 bench_front "$FRONT_THREADS"
