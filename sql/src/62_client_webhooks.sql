@@ -588,3 +588,19 @@ BEGIN
 			(SELECT string_agg(format('pgwa_client_webhook_dead{%s} %s', labels, dead), E'\n'
 			                   ORDER BY tenant_id, id) FROM subs))));
 END $$;
+
+-- Deletes real-time events older than p_older_than, except those a client
+-- webhook still has to deliver (pending, sending or failed): streams and
+-- replays can look back that far. Their finished deliveries go with them.
+-- Returns how many went.
+CREATE FUNCTION pgwa.purge_events(p_older_than interval DEFAULT '7 days') RETURNS bigint
+LANGUAGE sql AS $$
+	WITH d AS (
+		DELETE FROM pgwa.events e
+		WHERE e.created_at < now() - p_older_than
+		  AND NOT EXISTS (SELECT 1 FROM pgwa.webhook_deliveries w
+		                  WHERE w.tenant_id = e.tenant_id AND w.event_id = e.id
+		                    AND w.status IN ('pending', 'sending', 'failed'))
+		RETURNING 1)
+	SELECT count(*) FROM d
+$$;

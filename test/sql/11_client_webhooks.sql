@@ -287,3 +287,16 @@ GROUP BY status ORDER BY status COLLATE "C";
 SELECT count(*) AS orphan_attempts FROM pgwa.webhook_delivery_attempts a
 WHERE NOT EXISTS (SELECT 1 FROM pgwa.webhook_deliveries d WHERE d.tenant_id = a.tenant_id AND d.id = a.delivery_id);
 SELECT pgwa.purge_webhook_deliveries('-1 day', true) AS purged_dead;
+
+-- retention of real-time events: none kept for a delivery still to make
+INSERT INTO pgwa.webhook_deliveries (tenant_id, subscription_id, event_id, event)
+SELECT s.tenant_id, s.id, e.id, e.event FROM pgwa.webhook_subscriptions s
+JOIN LATERAL (SELECT * FROM pgwa.events e WHERE e.tenant_id = s.tenant_id ORDER BY e.id LIMIT 1) e ON true
+WHERE s.tenant_id = :'ta' LIMIT 1
+RETURNING event_id AS pending_event \gset
+SELECT pgwa.purge_events('1 day') AS purged_recent;
+SELECT pgwa.purge_events('-1 day') > 0 AS purged_old;
+SELECT EXISTS (SELECT 1 FROM pgwa.events WHERE id = :pending_event) AS kept_for_its_delivery,
+       (SELECT count(*) FROM pgwa.events e
+        WHERE NOT EXISTS (SELECT 1 FROM pgwa.webhook_deliveries w WHERE w.tenant_id = e.tenant_id AND w.event_id = e.id
+                          AND w.status IN ('pending', 'sending', 'failed'))) AS others_left;
