@@ -21,6 +21,7 @@ OBJS = \
 	extension/inbound_content.o \
 	extension/inbound_normalize.o \
 	extension/inbound_evolution.o \
+	extension/inbound_evolution_content.o \
 	extension/inbound_meta.o \
 	extension/crypto.o \
 	extension/ingest.o \

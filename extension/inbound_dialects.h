@@ -27,6 +27,10 @@
 extern json_t *pgwa_evolution_events(json_t *body);
 extern json_t *pgwa_meta_events(json_t *body);
 
+/* inbound_evolution_content.c: a Baileys message's wrappers, then its content */
+extern json_t *evo_unwrap(json_t *msg, json_t *flags);
+extern json_t *evo_content(json_t *msg, json_t *data, json_t *out, const char **kind);
+
 /* What a dialect returns, built as it walks the body. */
 typedef struct inb_result
 {
