@@ -16,6 +16,7 @@ OBJS = \
 	extension/shmem.o \
 	extension/tokens.o \
 	extension/normalize.o \
+	extension/enqueue.o \
 	extension/metrics.o \
 	extension/inbound_util.o \
 	extension/inbound_content.o \

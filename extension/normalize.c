@@ -428,6 +428,13 @@ normalize(json_t *in)
 	return out;
 }
 
+/* For callers in C that build or parse the message themselves (enqueue.c). */
+json_t *
+pgwa_normalize_json(json_t *in)
+{
+	return normalize(in);
+}
+
 Datum
 pgwa_normalize_message(PG_FUNCTION_ARGS)
 {

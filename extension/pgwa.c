@@ -66,21 +66,27 @@ wake_xact_callback(XactEvent event, void *arg)
  * One latch wake per committing transaction, however many messages it
  * queued: the dispatcher then claims them all in one go.
  */
-Datum
-pgwa_wake_dispatcher_on_commit(PG_FUNCTION_ARGS)
+void
+pgwa_wake_dispatcher_at_commit(void)
 {
 	/*
 	 * In mode disabled the dispatcher claims nothing, so waking it would only
 	 * cost a signal per commit; a reload to another mode makes it claim.
 	 */
 	if (pgwa_effective_mode() == PGWA_MODE_DISABLED)
-		PG_RETURN_VOID();
+		return;
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(wake_xact_callback, NULL);
 		xact_callback_registered = true;
 	}
 	wake_pending = true;
+}
+
+Datum
+pgwa_wake_dispatcher_on_commit(PG_FUNCTION_ARGS)
+{
+	pgwa_wake_dispatcher_at_commit();
 	PG_RETURN_VOID();
 }
 

@@ -56,8 +56,13 @@ extern void pgwa_define_gucs(void);
 extern pgwa_delivery_mode pgwa_effective_mode(void);
 extern const char *pgwa_mode_name(pgwa_delivery_mode mode);
 
+/* pgwa.c */
+extern void pgwa_wake_dispatcher_at_commit(void);
+
 /* normalize.c */
+struct json_t;
 extern void pgwa_use_palloc_for_jansson(void);
+extern struct json_t *pgwa_normalize_json(struct json_t *in);
 
 /* shmem.c */
 extern void pgwa_shmem_install_hooks(void);

@@ -1,0 +1,652 @@
+/*
+ * enqueue.c: pgwa.enqueue() and pgwa.send(), the hot path of every send.
+ *
+ * One call validates the message (normalize.c), checks the instance can send
+ * it, takes the instance's queue (its instance_state row, which also hands
+ * out the per-instance sequence), applies idempotency, inserts the outbox
+ * row, counts it and asks for a dispatcher wake-up at commit. The statements
+ * are prepared once per backend and kept; pgwa.send builds its message
+ * straight into the normaliser's input, without a jsonb round trip.
+ *
+ * Errors are those pgwa._raise gives: SQLSTATE class PW, the field in
+ * COLUMN_NAME.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/datetime.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "pg_jansson.h"
+
+#include "pgwa.h"
+
+#define PGWA_ERRCODE_IDEMPOTENCY	MAKE_SQLSTATE('P','W','4','0','9')
+#define PGWA_ERRCODE_NOT_CONFIGURED	MAKE_SQLSTATE('P','W','5','0','3')
+
+/* The longest scheduledFor accepted (normalize.c checks 1-64 characters). */
+#define MAX_KEY_CHARS		200
+#define MAX_SCHEDULE_DAYS	90
+
+PG_FUNCTION_INFO_V1(pgwa_enqueue);
+PG_FUNCTION_INFO_V1(pgwa_send);
+
+/* What an enqueue returns. */
+typedef struct enqueue_result
+{
+	pg_uuid_t	id;
+	const char *status;			/* allocated outside SPI */
+	int64		seq;
+	TimestampTz scheduled_for;
+	bool		has_schedule;
+	bool		created;
+} enqueue_result;
+
+/* Statements, prepared on first use and kept for the backend's life. */
+static SPIPlanPtr instance_plan = NULL;
+static SPIPlanPtr take_seq_plan = NULL;
+static SPIPlanPtr existing_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr count_plan = NULL;
+static SPIPlanPtr head_due_plan = NULL;
+static SPIPlanPtr window_plan = NULL;
+
+/* Result row shapes of pgwa.enqueue and pgwa.send, built once. */
+static TupleDesc enqueue_desc = NULL;
+static TupleDesc send_desc = NULL;
+
+static void raise_error(int sqlstate, const char *field, const char *detail,
+						const char *fmt,...) pg_attribute_printf(4, 5) pg_attribute_noreturn();
+
+/* As pgwa._raise: the message, the field in COLUMN_NAME, an optional detail. */
+static void
+raise_error(int sqlstate, const char *field, const char *detail, const char *fmt,...)
+{
+	char		buf[512];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg("%s", buf),
+			 detail ? errdetail_internal("%s", detail) : 0,
+			 err_generic_string(PG_DIAG_COLUMN_NAME, field)));
+}
+
+static SPIPlanPtr
+prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "pgwa enqueue: could not prepare \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+static void
+prepare_plans(void)
+{
+	Oid			uuid_text[2] = {UUIDOID, TEXTOID};
+
+	if (instance_plan == NULL)
+		instance_plan = prepare(
+			"SELECT i.tenant_id, i.provider, i.base_url, i.broker_api_key,"
+			"       i.settings->>'phone_number_id', i.max_attempts"
+			"  FROM pgwa.instances i WHERE i.id = $1",
+			1, (Oid[]) {UUIDOID});
+
+	/*
+	 * The queue's row lock serialises an instance's enqueues: the sequence
+	 * and the due times then agree, and a concurrent enqueue with the same
+	 * key has committed before we look for it. When $2, head_due moves in
+	 * the same update to a clock read once the lock is held (on a conflict
+	 * the row is re-evaluated after the wait), so it is never later than
+	 * the due time taken afterwards for the message.
+	 */
+	if (take_seq_plan == NULL)
+		take_seq_plan = prepare(
+			"UPDATE pgwa.instance_state s SET next_seq = s.next_seq + 1,"
+			"       head_due = CASE WHEN $2 THEN least(s.head_due, coalesce($3, clock_timestamp()))"
+			"                       ELSE s.head_due END"
+			" WHERE s.instance_id = $1 RETURNING s.next_seq, s.head_due",
+			3, (Oid[]) {UUIDOID, BOOLOID, TIMESTAMPTZOID});
+
+	if (existing_plan == NULL)
+		existing_plan = prepare(
+			"SELECT o.id, o.status, o.seq, o.scheduled_for, o.request_hash"
+			"  FROM pgwa.outbox o WHERE o.instance_id = $1 AND o.idempotency_key = $2",
+			2, uuid_text);
+
+	if (insert_plan == NULL)
+		insert_plan = prepare(
+			"INSERT INTO pgwa.outbox (id, instance_id, seq, tenant_id, idempotency_key, request_hash,"
+			"                         type, recipient, payload, status, due_at, scheduled_for,"
+			"                         delay_message_s, max_attempts)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+			14, (Oid[]) {UUIDOID, UUIDOID, INT8OID, UUIDOID, TEXTOID, BYTEAOID,
+				TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+			INT4OID, INT4OID});
+
+	/*
+	 * Counted for GET /metrics. Only this instance's enqueues take this row,
+	 * and they already queue behind its instance_state row.
+	 */
+	if (count_plan == NULL)
+		count_plan = prepare(
+			"INSERT INTO pgwa.enqueue_counts AS c (instance_id, type, queued) VALUES ($1, $2, 1)"
+			" ON CONFLICT (instance_id, type) DO UPDATE SET queued = c.queued + 1",
+			2, uuid_text);
+
+	if (head_due_plan == NULL)
+		head_due_plan = prepare(
+			"UPDATE pgwa.instance_state s SET head_due = $2"
+			" WHERE s.instance_id = $1 AND (s.head_due IS NULL OR s.head_due > $2)",
+			2, (Oid[]) {UUIDOID, TIMESTAMPTZOID});
+
+	if (window_plan == NULL)
+		window_plan = prepare(
+			"SELECT w.state FROM pgwa.window_state($1, $2) w",
+			2, uuid_text);
+}
+
+/* Column `col` of the first row SPI returned, as a C string (NULL if null). */
+static char *
+spi_text(int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
+}
+
+static Datum
+spi_datum(int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/*
+ * A message id: a UUID version 7 (RFC 9562), milliseconds since 1970 first
+ * and random bits after, so the outbox's index on id grows at its right
+ * edge instead of touching a random leaf page at every insert.
+ */
+static Datum
+new_message_id(void)
+{
+	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		ms = (uint64) (now / 1000) +
+		(uint64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+
+	if (!pg_strong_random(uuid->data + 6, UUID_LEN - 6))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	for (int i = 0; i < 6; i++)
+		uuid->data[i] = (uint8) (ms >> (40 - 8 * i));
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x70;	/* version 7 */
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* variant 10 */
+	return UUIDPGetDatum(uuid);
+}
+
+/* sha256 of a string, as a bytea. */
+static bytea *
+sha256_of(const char *s, size_t len)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	bytea	   *out = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) s, len) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(out), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute the SHA-256 of a message: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	SET_VARSIZE(out, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	return out;
+}
+
+static Jsonb *
+json_to_jsonb(json_t *msg)
+{
+	char	   *dumped = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15));
+
+	if (dumped == NULL)
+		elog(ERROR, "pgwa enqueue: could not write a message");
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(dumped)));
+}
+
+/*
+ * scheduledFor as timestamptz input reads it: its bad formats and
+ * overflows are a PW400, other input errors (an unknown time zone) stay
+ * what they are, as with a cast.
+ */
+static TimestampTz
+parse_schedule(const char *s)
+{
+	fsec_t		fsec;
+	struct pg_tm tt,
+			   *tm = &tt;
+	int			tz;
+	int			dtype;
+	int			nf;
+	int			dterr;
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
+	TimestampTz result;
+
+	dterr = ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf);
+	if (dterr == 0)
+		dterr = DecodeDateTime(field, ftype, nf, &dtype, tm, &fsec, &tz);
+	if (dterr == DTERR_BAD_FORMAT || dterr == DTERR_FIELD_OVERFLOW ||
+		dterr == DTERR_MD_FIELD_OVERFLOW)
+		raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+					"scheduledFor must be an ISO 8601 timestamp");
+	if (dterr != 0)
+		DateTimeParseError(dterr, s, "timestamp with time zone");
+
+	switch (dtype)
+	{
+		case DTK_DATE:
+			if (tm2timestamp(tm, fsec, &tz, &result) != 0)
+				raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+							"scheduledFor must be an ISO 8601 timestamp");
+			return result;
+		case DTK_EPOCH:
+			return SetEpochTimestamp();
+		default:
+			/* infinity, -infinity: not a time to send at */
+			raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+						"scheduledFor must be an ISO 8601 timestamp");
+	}
+	pg_unreachable();
+}
+
+static int
+char_length(const char *s)
+{
+	return pg_mbstrlen_with_len(s, strlen(s));
+}
+
+static bool
+ends_with(const char *s, const char *suffix)
+{
+	size_t		n = strlen(s),
+				m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/*
+ * Enqueues the message `in` (as a client wrote it) on an instance; key is
+ * the Idempotency-Key, NULL for none. Runs inside SPI.
+ */
+static void
+enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
+				enqueue_result *res)
+{
+	json_t	   *msg = pgwa_normalize_json(in);
+	const char *type = json_string_value(json_object_get(msg, "type"));
+	const char *to = json_string_value(json_object_get(msg, "to"));
+	json_t	   *sched_json = json_object_get(msg, "scheduledFor");
+	json_t	   *delay_json = json_object_get(msg, "delayMessage");
+	pg_uuid_t	tenant_id;
+	Datum		tenant = UUIDPGetDatum(&tenant_id);
+	char	   *provider;
+	char	   *api_key;
+	int32		max_attempts;
+	bool		isnull;
+	Jsonb	   *hashed;
+	Jsonb	   *payload;
+	char	   *hashed_text;
+	bytea	   *hash;
+	TimestampTz sched = 0;
+	TimestampTz due;
+	Datum		old_head = 0;
+	bool		old_head_null = true;
+
+	/* The instance, and whether it can send this at all. */
+	if (instance_null ||
+		SPI_execute_plan(instance_plan, &instance, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed == 0)
+		raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
+	tenant_id = *DatumGetUUIDP(spi_datum(1, &isnull));
+	provider = spi_text(2);
+	api_key = spi_text(4);
+	max_attempts = DatumGetInt32(spi_datum(6, &isnull));
+	if (spi_text(3) == NULL || api_key == NULL || api_key[0] == '\0' ||
+		(strcmp(provider, "meta") == 0 &&
+		 (spi_text(5) == NULL || spi_text(5)[0] == '\0')))
+	{
+		const char *missing = spi_text(3) == NULL ? "base_url"
+			: (api_key == NULL || api_key[0] == '\0') ? "api_key"
+			: "settings.phone_number_id";
+
+		raise_error(PGWA_ERRCODE_NOT_CONFIGURED, missing, NULL,
+					"the instance is not configured to send: %s is missing", missing);
+	}
+	if (strcmp(provider, "meta") == 0)
+	{
+		if (strcmp(type, "poll") == 0)
+			raise_error(PGWA_ERRCODE_VALIDATION, "type", NULL, "the Cloud API has no polls");
+		if (strchr(to, '@') != NULL && !ends_with(to, "@s.whatsapp.net"))
+			/* a user JID is a phone number; groups and LIDs are not */
+			raise_error(PGWA_ERRCODE_VALIDATION, "to", NULL,
+						"the Cloud API sends to phone numbers only, not to group or LID JIDs");
+		if (strcmp(type, "template") != 0)
+		{
+			/*
+			 * Cloud API rule: outside the 24 h customer service window (or to
+			 * a contact who never wrote), a business may only send templates.
+			 */
+			Datum		args[2] = {tenant, CStringGetTextDatum(to)};
+			char	   *state = NULL;
+
+			if (SPI_execute_plan(window_plan, args, NULL, false, 1) == SPI_OK_SELECT &&
+				SPI_processed == 1)
+				state = spi_text(1);
+			if (state != NULL && (strcmp(state, "closed") == 0 || strcmp(state, "unknown") == 0))
+				raise_error(PGWA_ERRCODE_WINDOW_CLOSED, "to",
+							"the window opens when the contact writes to you",
+							"the 24 h window with this contact is closed: only template messages can be sent");
+		}
+	}
+
+	if (key == NULL && json_object_get(msg, "messageId") != NULL)
+		key = pstrdup(json_string_value(json_object_get(msg, "messageId")));
+	if (key != NULL && (key[0] == '\0' || char_length(key) > MAX_KEY_CHARS))
+		raise_error(PGWA_ERRCODE_VALIDATION, "messageId", NULL,
+					"messageId / Idempotency-Key must be 1-200 characters");
+	json_object_del(msg, "messageId");
+
+	/* Idempotency compares the message as stored, scheduledFor included. */
+	hashed = json_to_jsonb(msg);
+	hashed_text = JsonbToCString(NULL, &hashed->root, VARSIZE(hashed));
+	hashed_text = pg_server_to_any(hashed_text, strlen(hashed_text), PG_UTF8);
+	hash = sha256_of(hashed_text, strlen(hashed_text));
+
+	if (sched_json != NULL)
+	{
+		TimestampTz now = GetCurrentTransactionStartTimestamp();
+		Interval	horizon = {.time = 0,.day = MAX_SCHEDULE_DAYS,.month = 0};
+
+		sched = parse_schedule(json_string_value(sched_json));
+		if (sched <= now)
+			raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+						"scheduledFor must be in the future");
+		if (sched > DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															TimestampTzGetDatum(now),
+															IntervalPGetDatum(&horizon))))
+			raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+						"scheduledFor must be at most 90 days ahead");
+		json_object_del(msg, "scheduledFor");
+		payload = json_to_jsonb(msg);
+	}
+	else
+		payload = hashed;
+
+	/*
+	 * Take the queue. Without a key nothing can turn the call into a replay,
+	 * so head_due moves in the same statement.
+	 */
+	{
+		Datum		args[3] = {instance, BoolGetDatum(key == NULL), TimestampTzGetDatum(sched)};
+		char		nulls[3] = {' ', ' ', sched_json ? ' ' : 'n'};
+
+		if (SPI_execute_plan(take_seq_plan, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING ||
+			SPI_processed != 1)
+			raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
+		res->seq = DatumGetInt64(spi_datum(1, &isnull));
+		old_head = spi_datum(2, &old_head_null);
+	}
+
+	if (key != NULL)
+	{
+		Datum		args[2] = {instance, CStringGetTextDatum(key)};
+
+		if (SPI_execute_plan(existing_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pgwa enqueue: idempotency lookup failed");
+		if (SPI_processed == 1)
+		{
+			bytea	   *stored = DatumGetByteaPP(spi_datum(5, &isnull));
+			char	   *status;
+
+			if (VARSIZE_ANY_EXHDR(stored) != PG_SHA256_DIGEST_LENGTH ||
+				memcmp(VARDATA_ANY(stored), VARDATA(hash), PG_SHA256_DIGEST_LENGTH) != 0)
+				raise_error(PGWA_ERRCODE_IDEMPOTENCY, "messageId",
+							psprintf("message %s", spi_text(1)),
+							"this idempotency key was already used for a different message");
+			/* What is returned must outlive SPI_finish. */
+			res->id = *DatumGetUUIDP(spi_datum(1, &isnull));
+			status = spi_text(2);
+			res->status = strcpy(SPI_palloc(strlen(status) + 1), status);
+			res->seq = DatumGetInt64(spi_datum(3, &isnull));
+			res->scheduled_for = DatumGetTimestampTz(spi_datum(4, &isnull));
+			res->has_schedule = !isnull;
+			res->created = false;
+			return;
+		}
+	}
+
+	/* Taken once the queue is held, so due times follow the sequence. */
+	due = sched_json ? sched : GetCurrentTimestamp();
+	{
+		int32		delay = 0;
+		Datum		args[14];
+		char		nulls[14];
+
+		if (delay_json != NULL)
+			delay = (int32) json_integer_value(delay_json);
+		memset(nulls, ' ', sizeof(nulls));
+		args[0] = new_message_id();
+		args[1] = instance;
+		args[2] = Int64GetDatum(res->seq);
+		args[3] = tenant;
+		args[4] = key ? CStringGetTextDatum(key) : (Datum) 0;
+		nulls[4] = key ? ' ' : 'n';
+		args[5] = PointerGetDatum(hash);
+		args[6] = CStringGetTextDatum(type);
+		args[7] = CStringGetTextDatum(to);
+		args[8] = JsonbPGetDatum(payload);
+		res->status = sched_json ? "scheduled" : "queued";
+		args[9] = CStringGetTextDatum(res->status);
+		args[10] = TimestampTzGetDatum(due);
+		args[11] = TimestampTzGetDatum(sched);
+		nulls[11] = sched_json ? ' ' : 'n';
+		args[12] = Int32GetDatum(delay);
+		args[13] = Int32GetDatum(max_attempts);
+		if (SPI_execute_plan(insert_plan, args, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "pgwa enqueue: insert failed");
+
+		res->id = *DatumGetUUIDP(args[0]);
+		res->scheduled_for = sched;
+		res->has_schedule = sched_json != NULL;
+		res->created = true;
+
+		args[0] = instance;
+		args[1] = CStringGetTextDatum(type);
+		if (SPI_execute_plan(count_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "pgwa enqueue: counting failed");
+	}
+
+	/* With a key, head_due was left alone above; move it now if needed. */
+	if (key != NULL &&
+		(old_head_null || DatumGetTimestampTz(old_head) > due))
+	{
+		Datum		args[2] = {instance, TimestampTzGetDatum(due)};
+
+		if (SPI_execute_plan(head_due_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "pgwa enqueue: head_due update failed");
+	}
+	pgwa_wake_dispatcher_at_commit();
+}
+
+/* The row types of the results, blessed once for the backend. */
+static TupleDesc
+result_desc(bool send)
+{
+	TupleDesc  *cached = send ? &send_desc : &enqueue_desc;
+
+	if (*cached == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		TupleDesc	desc = CreateTemplateTupleDesc(send ? 2 : 5);
+
+		TupleDescInitEntry(desc, 1, "message_id", UUIDOID, -1, 0);
+		TupleDescInitEntry(desc, 2, "status", TEXTOID, -1, 0);
+		if (!send)
+		{
+			TupleDescInitEntry(desc, 3, "seq", INT8OID, -1, 0);
+			TupleDescInitEntry(desc, 4, "scheduled_for", TIMESTAMPTZOID, -1, 0);
+			TupleDescInitEntry(desc, 5, "created", BOOLOID, -1, 0);
+		}
+		*cached = BlessTupleDesc(desc);
+		MemoryContextSwitchTo(old);
+	}
+	return *cached;
+}
+
+/*
+ * Runs one enqueue and returns its row. The functions are declared RETURNS
+ * TABLE (one row, or an error); leaving the result set's isDone at
+ * ExprSingleResult tells the executor this row is the only one.
+ */
+static Datum
+enqueue_and_return(FunctionCallInfo fcinfo, Datum instance, bool instance_null,
+				   json_t *in, const char *key, bool send)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	enqueue_result res = {0};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	TupleDesc	desc;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_ValuePerCall))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	desc = result_desc(send);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pgwa enqueue: SPI_connect failed");
+	prepare_plans();
+	enqueue_message(instance, instance_null, in, key, &res);
+	SPI_finish();
+
+	values[0] = UUIDPGetDatum(&res.id);
+	values[1] = CStringGetTextDatum(res.status);
+	if (!send)
+	{
+		values[2] = Int64GetDatum(res.seq);
+		values[3] = TimestampTzGetDatum(res.scheduled_for);
+		nulls[3] = !res.has_schedule;
+		values[4] = BoolGetDatum(res.created);
+	}
+	rsinfo->returnMode = SFRM_ValuePerCall;
+	rsinfo->isDone = ExprSingleResult;
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+static void
+not_an_object(void)
+{
+	raise_error(PGWA_ERRCODE_VALIDATION, "message", NULL, "the message must be a JSON object");
+}
+
+/* A jsonb message as the normaliser's input. */
+static json_t *
+json_from_jsonb(Jsonb *jb)
+{
+	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	json_error_t err;
+	json_t	   *parsed = json_loads(text, JSON_DECODE_ANY, &err);
+
+	if (parsed == NULL)
+		raise_error(PGWA_ERRCODE_VALIDATION, "message", NULL,
+					"the message could not be read: %s", err.text);
+	return parsed;
+}
+
+/*
+ * pgwa.enqueue(instance uuid, message jsonb, idempotency_key text)
+ * RETURNS TABLE (message_id uuid, status text, seq bigint,
+ *                scheduled_for timestamptz, created boolean)
+ */
+Datum
+pgwa_enqueue(PG_FUNCTION_ARGS)
+{
+	json_t	   *in;
+
+	pgwa_use_palloc_for_jansson();
+	if (PG_ARGISNULL(1))
+		not_an_object();
+	in = json_from_jsonb(PG_GETARG_JSONB_P(1));
+	return enqueue_and_return(fcinfo, PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0),
+							  PG_ARGISNULL(0), in,
+							  PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+							  false);
+}
+
+/* A text argument as a JSON string, JSON null when SQL NULL. */
+static void
+set_text(json_t *obj, const char *key, FunctionCallInfo fcinfo, int arg)
+{
+	json_t	   *v;
+
+	if (PG_ARGISNULL(arg))
+		v = json_null();
+	else
+	{
+		text	   *t = PG_GETARG_TEXT_PP(arg);
+
+		v = json_stringn(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		if (v == NULL)
+			raise_error(PGWA_ERRCODE_VALIDATION, key, NULL, "%s must be valid UTF-8", key);
+	}
+	json_object_set_new(obj, key, v);
+}
+
+/*
+ * pgwa.send(instance uuid, to text, text text, options jsonb,
+ *           idempotency_key text) RETURNS TABLE (message_id uuid, status text)
+ *
+ * The message is options with to, type text and text set over them.
+ */
+Datum
+pgwa_send(PG_FUNCTION_ARGS)
+{
+	json_t	   *in;
+
+	pgwa_use_palloc_for_jansson();
+	if (PG_ARGISNULL(3))
+		in = json_object();
+	else
+	{
+		Jsonb	   *options = PG_GETARG_JSONB_P(3);
+
+		/* options || object: anything but an object makes an array */
+		if (!JB_ROOT_IS_OBJECT(options))
+			not_an_object();
+		in = JB_ROOT_COUNT(options) == 0 ? json_object() : json_from_jsonb(options);
+	}
+	set_text(in, "to", fcinfo, 1);
+	json_object_set_new(in, "type", json_string("text"));
+	set_text(in, "text", fcinfo, 2);
+	return enqueue_and_return(fcinfo, PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0),
+							  PG_ARGISNULL(0), in,
+							  PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)),
+							  true);
+}
