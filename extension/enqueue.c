@@ -111,19 +111,15 @@ prepare_plans(void)
 
 	/*
 	 * The queue's row lock serialises an instance's enqueues: the sequence
-	 * and the due times then agree, and a concurrent enqueue with the same
-	 * key has committed before we look for it. When $2, head_due moves in
-	 * the same update to a clock read once the lock is held (on a conflict
-	 * the row is re-evaluated after the wait), so it is never later than
-	 * the due time taken afterwards for the message.
+	 * and the due times taken after it agree, and a concurrent enqueue with
+	 * the same key has committed before we look for it. head_due comes back
+	 * so that it is updated only when the new message goes first.
 	 */
 	if (take_seq_plan == NULL)
 		take_seq_plan = prepare(
-			"UPDATE pgwa.instance_state s SET next_seq = s.next_seq + 1,"
-			"       head_due = CASE WHEN $2 THEN least(s.head_due, coalesce($3, clock_timestamp()))"
-			"                       ELSE s.head_due END"
+			"UPDATE pgwa.instance_state s SET next_seq = s.next_seq + 1"
 			" WHERE s.instance_id = $1 RETURNING s.next_seq, s.head_due",
-			3, (Oid[]) {UUIDOID, BOOLOID, TIMESTAMPTZOID});
+			1, (Oid[]) {UUIDOID});
 
 	if (existing_plan == NULL)
 		existing_plan = prepare(
@@ -397,20 +393,12 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	else
 		payload = hashed;
 
-	/*
-	 * Take the queue. Without a key nothing can turn the call into a replay,
-	 * so head_due moves in the same statement.
-	 */
-	{
-		Datum		args[3] = {instance, BoolGetDatum(key == NULL), TimestampTzGetDatum(sched)};
-		char		nulls[3] = {' ', ' ', sched_json ? ' ' : 'n'};
-
-		if (SPI_execute_plan(take_seq_plan, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING ||
-			SPI_processed != 1)
-			raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
-		res->seq = DatumGetInt64(spi_datum(1, &isnull));
-		old_head = spi_datum(2, &old_head_null);
-	}
+	/* Take the queue. */
+	if (SPI_execute_plan(take_seq_plan, &instance, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
+	res->seq = DatumGetInt64(spi_datum(1, &isnull));
+	old_head = spi_datum(2, &old_head_null);
 
 	if (key != NULL)
 	{
@@ -481,9 +469,12 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 			elog(ERROR, "pgwa enqueue: counting failed");
 	}
 
-	/* With a key, head_due was left alone above; move it now if needed. */
-	if (key != NULL &&
-		(old_head_null || DatumGetTimestampTz(old_head) > due))
+	/*
+	 * head_due is the due time of the first pending message: it moves only
+	 * when this one goes first (an idle queue, or a head scheduled later).
+	 * With a backlog, the common case under load, nothing is written.
+	 */
+	if (old_head_null || DatumGetTimestampTz(old_head) > due)
 	{
 		Datum		args[2] = {instance, TimestampTzGetDatum(due)};
 
