@@ -53,11 +53,9 @@ typedef struct enqueue_result
 } enqueue_result;
 
 /* Statements, prepared on first use and kept for the backend's life. */
-static SPIPlanPtr instance_plan = NULL;
-static SPIPlanPtr take_seq_plan = NULL;
+static SPIPlanPtr take_queue_plan = NULL;
 static SPIPlanPtr existing_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
-static SPIPlanPtr count_plan = NULL;
 static SPIPlanPtr head_due_plan = NULL;
 static SPIPlanPtr window_plan = NULL;
 
@@ -102,23 +100,22 @@ prepare_plans(void)
 {
 	Oid			uuid_text[2] = {UUIDOID, TEXTOID};
 
-	if (instance_plan == NULL)
-		instance_plan = prepare(
-			"SELECT i.tenant_id, i.provider, i.base_url, i.broker_api_key,"
-			"       i.settings->>'phone_number_id', i.max_attempts"
-			"  FROM pgwa.instances i WHERE i.id = $1",
-			1, (Oid[]) {UUIDOID});
-
 	/*
-	 * The queue's row lock serialises an instance's enqueues: the sequence
-	 * and the due times taken after it agree, and a concurrent enqueue with
-	 * the same key has committed before we look for it. head_due comes back
-	 * so that it is updated only when the new message goes first.
+	 * Takes the instance's queue and reads its configuration in one
+	 * statement. The queue's row lock serialises an instance's enqueues: the
+	 * sequence and the due times taken after it agree, and a concurrent
+	 * enqueue with the same key has committed before we look for it. A call
+	 * refused below gives the sequence number back when it rolls back.
+	 * head_due comes back so that it is written only when the new message
+	 * goes first.
 	 */
-	if (take_seq_plan == NULL)
-		take_seq_plan = prepare(
+	if (take_queue_plan == NULL)
+		take_queue_plan = prepare(
 			"UPDATE pgwa.instance_state s SET next_seq = s.next_seq + 1"
-			" WHERE s.instance_id = $1 RETURNING s.next_seq, s.head_due",
+			"  FROM pgwa.instances i"
+			" WHERE s.instance_id = $1 AND i.id = $1"
+			" RETURNING s.next_seq, s.head_due, i.tenant_id, i.provider, i.base_url,"
+			"           i.broker_api_key, i.settings->>'phone_number_id', i.max_attempts",
 			1, (Oid[]) {UUIDOID});
 
 	if (existing_plan == NULL)
@@ -127,25 +124,23 @@ prepare_plans(void)
 			"  FROM pgwa.outbox o WHERE o.instance_id = $1 AND o.idempotency_key = $2",
 			2, uuid_text);
 
+	/*
+	 * The message and its count for GET /metrics, in one statement. Only
+	 * this instance's enqueues take its counter row, and they already queue
+	 * behind its instance_state row.
+	 */
 	if (insert_plan == NULL)
 		insert_plan = prepare(
-			"INSERT INTO pgwa.outbox (id, instance_id, seq, tenant_id, idempotency_key, request_hash,"
-			"                         type, recipient, payload, status, due_at, scheduled_for,"
-			"                         delay_message_s, max_attempts)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+			"WITH m AS ("
+			"  INSERT INTO pgwa.outbox (id, instance_id, seq, tenant_id, idempotency_key, request_hash,"
+			"                           type, recipient, payload, status, due_at, scheduled_for,"
+			"                           delay_message_s, max_attempts)"
+			"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14))"
+			" INSERT INTO pgwa.enqueue_counts AS c (instance_id, type, queued) VALUES ($2, $7, 1)"
+			" ON CONFLICT (instance_id, type) DO UPDATE SET queued = c.queued + 1",
 			14, (Oid[]) {UUIDOID, UUIDOID, INT8OID, UUIDOID, TEXTOID, BYTEAOID,
 				TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 			INT4OID, INT4OID});
-
-	/*
-	 * Counted for GET /metrics. Only this instance's enqueues take this row,
-	 * and they already queue behind its instance_state row.
-	 */
-	if (count_plan == NULL)
-		count_plan = prepare(
-			"INSERT INTO pgwa.enqueue_counts AS c (instance_id, type, queued) VALUES ($1, $2, 1)"
-			" ON CONFLICT (instance_id, type) DO UPDATE SET queued = c.queued + 1",
-			2, uuid_text);
 
 	if (head_due_plan == NULL)
 		head_due_plan = prepare(
@@ -301,7 +296,9 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	pg_uuid_t	tenant_id;
 	Datum		tenant = UUIDPGetDatum(&tenant_id);
 	char	   *provider;
+	char	   *base_url;
 	char	   *api_key;
+	char	   *phone_number_id;
 	int32		max_attempts;
 	bool		isnull;
 	Jsonb	   *hashed;
@@ -313,20 +310,24 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	Datum		old_head = 0;
 	bool		old_head_null = true;
 
-	/* The instance, and whether it can send this at all. */
+	/* The queue, the instance, and whether it can send this at all. */
 	if (instance_null ||
-		SPI_execute_plan(instance_plan, &instance, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed == 0)
+		SPI_execute_plan(take_queue_plan, &instance, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
 		raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
-	tenant_id = *DatumGetUUIDP(spi_datum(1, &isnull));
-	provider = spi_text(2);
-	api_key = spi_text(4);
-	max_attempts = DatumGetInt32(spi_datum(6, &isnull));
-	if (spi_text(3) == NULL || api_key == NULL || api_key[0] == '\0' ||
+	res->seq = DatumGetInt64(spi_datum(1, &isnull));
+	old_head = spi_datum(2, &old_head_null);
+	tenant_id = *DatumGetUUIDP(spi_datum(3, &isnull));
+	provider = spi_text(4);
+	base_url = spi_text(5);
+	api_key = spi_text(6);
+	phone_number_id = spi_text(7);
+	max_attempts = DatumGetInt32(spi_datum(8, &isnull));
+	if (base_url == NULL || api_key == NULL || api_key[0] == '\0' ||
 		(strcmp(provider, "meta") == 0 &&
-		 (spi_text(5) == NULL || spi_text(5)[0] == '\0')))
+		 (phone_number_id == NULL || phone_number_id[0] == '\0')))
 	{
-		const char *missing = spi_text(3) == NULL ? "base_url"
+		const char *missing = base_url == NULL ? "base_url"
 			: (api_key == NULL || api_key[0] == '\0') ? "api_key"
 			: "settings.phone_number_id";
 
@@ -393,13 +394,6 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	else
 		payload = hashed;
 
-	/* Take the queue. */
-	if (SPI_execute_plan(take_seq_plan, &instance, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
-		SPI_processed != 1)
-		raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
-	res->seq = DatumGetInt64(spi_datum(1, &isnull));
-	old_head = spi_datum(2, &old_head_null);
-
 	if (key != NULL)
 	{
 		Datum		args[2] = {instance, CStringGetTextDatum(key)};
@@ -462,11 +456,6 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 		res->scheduled_for = sched;
 		res->has_schedule = sched_json != NULL;
 		res->created = true;
-
-		args[0] = instance;
-		args[1] = CStringGetTextDatum(type);
-		if (SPI_execute_plan(count_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "pgwa enqueue: counting failed");
 	}
 
 	/*

@@ -108,13 +108,20 @@ CREATE TABLE pgwa.outbox (
 	read_at           timestamptz,
 	dead_at           timestamptz,
 	canceled_at       timestamptz,
-	PRIMARY KEY (instance_id, seq),
-	UNIQUE (instance_id, id),
-	UNIQUE (instance_id, idempotency_key)
+	PRIMARY KEY (instance_id, seq)
 );
+-- Idempotency keys are unique per instance; most messages have none, and
+-- NULLs never conflict, so they stay out of the index.
+CREATE UNIQUE INDEX outbox_idempotency ON pgwa.outbox (instance_id, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
 -- Pending messages of an instance in the order they go out.
 CREATE INDEX outbox_pending ON pgwa.outbox (instance_id, due_at, seq)
 	WHERE status IN ('queued', 'scheduled', 'failed');
+-- Messages by id (the API's message_id). Ids are UUID version 7 made by
+-- enqueue: time-ordered, so this index grows at its right edge, and with 74
+-- random bits per millisecond they do not repeat. The index is not unique:
+-- a unique index without instance_id could not be kept once the table is
+-- distributed by instance_id.
 CREATE INDEX outbox_id ON pgwa.outbox (id);
 CREATE INDEX outbox_broker_id ON pgwa.outbox (instance_id, broker_message_id)
 	WHERE broker_message_id IS NOT NULL;
