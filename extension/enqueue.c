@@ -56,6 +56,7 @@ typedef struct enqueue_result
 static SPIPlanPtr take_queue_plan = NULL;
 static SPIPlanPtr existing_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr first_count_plan = NULL;
 static SPIPlanPtr head_due_plan = NULL;
 static SPIPlanPtr window_plan = NULL;
 
@@ -126,8 +127,9 @@ prepare_plans(void)
 
 	/*
 	 * The message and its count for GET /metrics, in one statement. Only
-	 * this instance's enqueues take its counter row, and they already queue
-	 * behind its instance_state row.
+	 * this instance's enqueues take its counter rows, and they already queue
+	 * behind its instance_state row. A plain update, not an upsert: ON
+	 * CONFLICT would lock the row first, one more WAL record per message.
 	 */
 	if (insert_plan == NULL)
 		insert_plan = prepare(
@@ -136,11 +138,18 @@ prepare_plans(void)
 			"                           type, recipient, payload, status, due_at, scheduled_for,"
 			"                           delay_message_s, max_attempts)"
 			"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14))"
-			" INSERT INTO pgwa.enqueue_counts AS c (instance_id, type, queued) VALUES ($2, $7, 1)"
-			" ON CONFLICT (instance_id, type) DO UPDATE SET queued = c.queued + 1",
+			" UPDATE pgwa.enqueue_counts c SET queued = c.queued + 1"
+			" WHERE c.instance_id = $2 AND c.type = $7",
 			14, (Oid[]) {UUIDOID, UUIDOID, INT8OID, UUIDOID, TEXTOID, BYTEAOID,
 				TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 			INT4OID, INT4OID});
+
+	/* The first message of its type on the instance starts the count. */
+	if (first_count_plan == NULL)
+		first_count_plan = prepare(
+			"INSERT INTO pgwa.enqueue_counts AS c (instance_id, type, queued) VALUES ($1, $2, 1)"
+			" ON CONFLICT (instance_id, type) DO UPDATE SET queued = c.queued + 1",
+			2, uuid_text);
 
 	if (head_due_plan == NULL)
 		head_due_plan = prepare(
@@ -304,7 +313,7 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	Jsonb	   *hashed;
 	Jsonb	   *payload;
 	char	   *hashed_text;
-	bytea	   *hash;
+	bytea	   *hash = NULL;
 	TimestampTz sched = 0;
 	TimestampTz due;
 	Datum		old_head = 0;
@@ -368,11 +377,17 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 					"messageId / Idempotency-Key must be 1-200 characters");
 	json_object_del(msg, "messageId");
 
-	/* Idempotency compares the message as stored, scheduledFor included. */
+	/*
+	 * Idempotency compares the message as stored, scheduledFor included.
+	 * Without a key nothing is ever compared, so nothing is hashed.
+	 */
 	hashed = json_to_jsonb(msg);
-	hashed_text = JsonbToCString(NULL, &hashed->root, VARSIZE(hashed));
-	hashed_text = pg_server_to_any(hashed_text, strlen(hashed_text), PG_UTF8);
-	hash = sha256_of(hashed_text, strlen(hashed_text));
+	if (key != NULL)
+	{
+		hashed_text = JsonbToCString(NULL, &hashed->root, VARSIZE(hashed));
+		hashed_text = pg_server_to_any(hashed_text, strlen(hashed_text), PG_UTF8);
+		hash = sha256_of(hashed_text, strlen(hashed_text));
+	}
 
 	if (sched_json != NULL)
 	{
@@ -402,10 +417,11 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 			elog(ERROR, "pgwa enqueue: idempotency lookup failed");
 		if (SPI_processed == 1)
 		{
-			bytea	   *stored = DatumGetByteaPP(spi_datum(5, &isnull));
+			Datum		stored_datum = spi_datum(5, &isnull);
+			bytea	   *stored = isnull ? NULL : DatumGetByteaPP(stored_datum);
 			char	   *status;
 
-			if (VARSIZE_ANY_EXHDR(stored) != PG_SHA256_DIGEST_LENGTH ||
+			if (stored == NULL || VARSIZE_ANY_EXHDR(stored) != PG_SHA256_DIGEST_LENGTH ||
 				memcmp(VARDATA_ANY(stored), VARDATA(hash), PG_SHA256_DIGEST_LENGTH) != 0)
 				raise_error(PGWA_ERRCODE_IDEMPOTENCY, "messageId",
 							psprintf("message %s", spi_text(1)),
@@ -439,6 +455,7 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 		args[4] = key ? CStringGetTextDatum(key) : (Datum) 0;
 		nulls[4] = key ? ' ' : 'n';
 		args[5] = PointerGetDatum(hash);
+		nulls[5] = key ? ' ' : 'n';
 		args[6] = CStringGetTextDatum(type);
 		args[7] = CStringGetTextDatum(to);
 		args[8] = JsonbPGetDatum(payload);
@@ -449,8 +466,15 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 		nulls[11] = sched_json ? ' ' : 'n';
 		args[12] = Int32GetDatum(delay);
 		args[13] = Int32GetDatum(max_attempts);
-		if (SPI_execute_plan(insert_plan, args, nulls, false, 0) != SPI_OK_INSERT)
+		if (SPI_execute_plan(insert_plan, args, nulls, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "pgwa enqueue: insert failed");
+		if (SPI_processed == 0)
+		{
+			Datum		count_args[2] = {instance, args[6]};
+
+			if (SPI_execute_plan(first_count_plan, count_args, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "pgwa enqueue: counting failed");
+		}
 
 		res->id = *DatumGetUUIDP(args[0]);
 		res->scheduled_for = sched;

@@ -84,7 +84,7 @@ CREATE TABLE pgwa.outbox (
 	id                uuid   NOT NULL DEFAULT gen_random_uuid(),
 	tenant_id         uuid   NOT NULL,
 	idempotency_key   text,
-	request_hash      bytea  NOT NULL,
+	request_hash      bytea,          -- SHA-256 of the message, kept with an idempotency key
 	type              text   NOT NULL,
 	recipient         text   NOT NULL,
 	payload           jsonb  NOT NULL,
