@@ -45,6 +45,18 @@ CREATE TABLE pgwa.instances (
 	UNIQUE (tenant_id, name)
 );
 
+-- Connection states of an instance, and statuses of an outbound message
+-- (listed with the outbox below). Domains rather than table CHECKs: a CHECK
+-- is read and compiled again by every statement that writes the table,
+-- however few columns it changes, and instance_state and outbox are written
+-- on every enqueue and every dispatch; a domain is checked only where a
+-- value is assigned, with its expression cached by the backend.
+CREATE DOMAIN pgwa.connection_state AS text
+	CHECK (VALUE IN ('unknown', 'connected', 'disconnected'));
+CREATE DOMAIN pgwa.message_status AS text
+	CHECK (VALUE IN ('queued', 'scheduled', 'sending', 'failed', 'sent',
+	                 'delivered', 'read', 'dead', 'canceled'));
+
 -- The queue of one instance: the per-instance sequence, when it may send next
 -- (pacing, backoff), which message is in flight, and whether it is connected.
 -- head_due is the due time of its first pending message (NULL: nothing
@@ -52,8 +64,7 @@ CREATE TABLE pgwa.instances (
 -- whatever the size of the backlog.
 CREATE TABLE pgwa.instance_state (
 	instance_id      uuid PRIMARY KEY REFERENCES pgwa.instances (id) ON DELETE CASCADE,
-	connection_state text NOT NULL DEFAULT 'unknown'
-	                 CHECK (connection_state IN ('unknown', 'connected', 'disconnected')),
+	connection_state pgwa.connection_state NOT NULL DEFAULT 'unknown',
 	state_changed_at timestamptz NOT NULL DEFAULT now(),
 	next_seq         bigint NOT NULL DEFAULT 0,
 	head_due         timestamptz,
@@ -88,9 +99,7 @@ CREATE TABLE pgwa.outbox (
 	type              text   NOT NULL,
 	recipient         text   NOT NULL,
 	payload           jsonb  NOT NULL,
-	status            text   NOT NULL DEFAULT 'queued'
-	                  CHECK (status IN ('queued', 'scheduled', 'sending', 'failed', 'sent',
-	                                    'delivered', 'read', 'dead', 'canceled')),
+	status            pgwa.message_status NOT NULL DEFAULT 'queued',
 	due_at            timestamptz NOT NULL,
 	scheduled_for     timestamptz,
 	delay_message_s   int NOT NULL DEFAULT 0,
