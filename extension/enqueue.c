@@ -1,15 +1,19 @@
 /*
  * enqueue.c: pgwa.enqueue() and pgwa.send(), the hot path of every send.
  *
- * One call validates the message (normalize.c), checks the instance can send
- * it, takes the instance's queue (its instance_state row, which also hands
- * out the per-instance sequence), applies idempotency, inserts the outbox
- * row, counts it and asks for a dispatcher wake-up at commit. The statements
- * are prepared once per backend and kept; pgwa.send builds its message
- * straight into the normaliser's input, without a jsonb round trip.
+ * One call validates the message (normalize.c), takes the instance's queue
+ * (its instance_state row, which hands out the per-instance sequence) while
+ * reading the instance, checks the instance can send the message, applies
+ * idempotency, inserts the outbox row and counts it, moves head_due when the
+ * message goes first, and asks for a dispatcher wake-up at commit. Without
+ * an idempotency key and with a backlog that is two statements, prepared
+ * once per backend and kept. pgwa.send builds its message straight into the
+ * normaliser's input, without a jsonb round trip.
  *
- * Errors are those pgwa._raise gives: SQLSTATE class PW, the field in
- * COLUMN_NAME.
+ * The checks and their order are those of the plpgsql version this replaces;
+ * errors are those pgwa._raise gives: SQLSTATE class PW, the field in
+ * COLUMN_NAME. A refused call rolls back, and with it the sequence number it
+ * took.
  */
 #include "postgres.h"
 
@@ -34,7 +38,7 @@
 #define PGWA_ERRCODE_IDEMPOTENCY	MAKE_SQLSTATE('P','W','4','0','9')
 #define PGWA_ERRCODE_NOT_CONFIGURED	MAKE_SQLSTATE('P','W','5','0','3')
 
-/* The longest scheduledFor accepted (normalize.c checks 1-64 characters). */
+/* Idempotency keys have 1-200 characters; scheduledFor is 90 days ahead at most. */
 #define MAX_KEY_CHARS		200
 #define MAX_SCHEDULE_DAYS	90
 
