@@ -56,9 +56,6 @@ extern void pgwa_define_gucs(void);
 extern pgwa_delivery_mode pgwa_effective_mode(void);
 extern const char *pgwa_mode_name(pgwa_delivery_mode mode);
 
-/* pgwa.c */
-extern void pgwa_wake_dispatcher_at_commit(void);
-
 /* normalize.c */
 struct json_t;
 extern void pgwa_use_palloc_for_jansson(void);
@@ -79,6 +76,7 @@ extern void pgwa_shmem_observe(pgwa_histogram_id h, double seconds);
 extern void pgwa_shmem_read_histogram(pgwa_histogram_id h, uint64 *cumulative, uint64 *sum_us);
 
 /* pgwa.c */
+extern void pgwa_wake_dispatcher_at_commit(void);
 extern void pgwa_wake_applier_at_commit(void);
 
 /* dispatcher.c */
