@@ -293,6 +293,115 @@ ends_with(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* What enqueue needs of an instance, read with its queue. */
+typedef struct instance_row
+{
+	int64		seq;			/* the sequence number just taken */
+	bool		head_null;
+	TimestampTz head_due;
+	pg_uuid_t	tenant_id;
+	char	   *provider;
+	char	   *base_url;
+	char	   *api_key;
+	char	   *phone_number_id;
+	int32		max_attempts;
+} instance_row;
+
+/*
+ * Reads what take_queue_plan returned, or says "instance not found" when
+ * it returned no row.
+ */
+static void
+read_instance_row(instance_row *row)
+{
+	bool		isnull;
+
+	if (SPI_processed != 1)
+		raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
+	row->seq = DatumGetInt64(spi_datum(1, &isnull));
+	row->head_due = DatumGetTimestampTz(spi_datum(2, &row->head_null));
+	row->tenant_id = *DatumGetUUIDP(spi_datum(3, &isnull));
+	row->provider = spi_text(4);
+	row->base_url = spi_text(5);
+	row->api_key = spi_text(6);
+	row->phone_number_id = spi_text(7);
+	row->max_attempts = DatumGetInt32(spi_datum(8, &isnull));
+}
+
+/*
+ * Refuses at once what the dispatcher could never send: an instance without
+ * what its provider needs (PW503 naming the field) and, through the Cloud
+ * API (meta), polls, group or LID recipients, and anything but a template
+ * outside the contact's 24 h window (WINDOW_CLOSED).
+ */
+static void
+check_instance(instance_row *row, const char *type, const char *to)
+{
+	bool		meta = strcmp(row->provider, "meta") == 0;
+
+	if (row->base_url == NULL || row->api_key == NULL || row->api_key[0] == '\0' ||
+		(meta && (row->phone_number_id == NULL || row->phone_number_id[0] == '\0')))
+	{
+		const char *missing = row->base_url == NULL ? "base_url"
+			: (row->api_key == NULL || row->api_key[0] == '\0') ? "api_key"
+			: "settings.phone_number_id";
+
+		raise_error(PGWA_ERRCODE_NOT_CONFIGURED, missing, NULL,
+					"the instance is not configured to send: %s is missing", missing);
+	}
+	if (!meta)
+		return;
+	if (strcmp(type, "poll") == 0)
+		raise_error(PGWA_ERRCODE_VALIDATION, "type", NULL, "the Cloud API has no polls");
+	if (strchr(to, '@') != NULL && !ends_with(to, "@s.whatsapp.net"))
+		/* a user JID is a phone number; groups and LIDs are not */
+		raise_error(PGWA_ERRCODE_VALIDATION, "to", NULL,
+					"the Cloud API sends to phone numbers only, not to group or LID JIDs");
+	if (strcmp(type, "template") != 0)
+	{
+		/*
+		 * Cloud API rule: outside the 24 h customer service window (or to a
+		 * contact who never wrote), a business may only send templates.
+		 */
+		Datum		args[2] = {UUIDPGetDatum(&row->tenant_id), CStringGetTextDatum(to)};
+		char	   *state = NULL;
+
+		if (SPI_execute_plan(window_plan, args, NULL, false, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+			state = spi_text(1);
+		if (state != NULL && (strcmp(state, "closed") == 0 || strcmp(state, "unknown") == 0))
+			raise_error(PGWA_ERRCODE_WINDOW_CLOSED, "to",
+						"the window opens when the contact writes to you",
+						"the 24 h window with this contact is closed: only template messages can be sent");
+	}
+}
+
+/* The first message of its type on the instance starts its count. */
+static void
+count_first(Datum instance, const char *type)
+{
+	Datum		args[2] = {instance, CStringGetTextDatum(type)};
+
+	if (SPI_execute_plan(first_count_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pgwa enqueue: counting failed");
+}
+
+/*
+ * head_due is the due time of the first pending message: it moves only when
+ * this one goes first (an idle queue, or a head scheduled later). With a
+ * backlog, the common case under load, nothing is written.
+ */
+static void
+move_head(Datum instance, instance_row *row, TimestampTz due)
+{
+	Datum		args[2] = {instance, TimestampTzGetDatum(due)};
+
+	if (!row->head_null && row->head_due <= due)
+		return;
+	if (SPI_execute_plan(head_due_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pgwa enqueue: head_due update failed");
+}
+
 /*
  * Enqueues the message `in` (as a client wrote it) on an instance; key is
  * the Idempotency-Key, NULL for none. Runs inside SPI.
@@ -306,73 +415,24 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	const char *to = json_string_value(json_object_get(msg, "to"));
 	json_t	   *sched_json = json_object_get(msg, "scheduledFor");
 	json_t	   *delay_json = json_object_get(msg, "delayMessage");
-	pg_uuid_t	tenant_id;
-	Datum		tenant = UUIDPGetDatum(&tenant_id);
-	char	   *provider;
-	char	   *base_url;
-	char	   *api_key;
-	char	   *phone_number_id;
-	int32		max_attempts;
-	bool		isnull;
+	int32		delay = delay_json ? (int32) json_integer_value(delay_json) : 0;
+	instance_row row;
 	Jsonb	   *hashed;
 	Jsonb	   *payload;
 	char	   *hashed_text;
 	bytea	   *hash = NULL;
 	TimestampTz sched = 0;
 	TimestampTz due;
-	Datum		old_head = 0;
-	bool		old_head_null = true;
+	bool		isnull;
+
+	if (instance_null)
+		raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
 
 	/* The queue, the instance, and whether it can send this at all. */
-	if (instance_null ||
-		SPI_execute_plan(take_queue_plan, &instance, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
-		SPI_processed != 1)
-		raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
-	res->seq = DatumGetInt64(spi_datum(1, &isnull));
-	old_head = spi_datum(2, &old_head_null);
-	tenant_id = *DatumGetUUIDP(spi_datum(3, &isnull));
-	provider = spi_text(4);
-	base_url = spi_text(5);
-	api_key = spi_text(6);
-	phone_number_id = spi_text(7);
-	max_attempts = DatumGetInt32(spi_datum(8, &isnull));
-	if (base_url == NULL || api_key == NULL || api_key[0] == '\0' ||
-		(strcmp(provider, "meta") == 0 &&
-		 (phone_number_id == NULL || phone_number_id[0] == '\0')))
-	{
-		const char *missing = base_url == NULL ? "base_url"
-			: (api_key == NULL || api_key[0] == '\0') ? "api_key"
-			: "settings.phone_number_id";
-
-		raise_error(PGWA_ERRCODE_NOT_CONFIGURED, missing, NULL,
-					"the instance is not configured to send: %s is missing", missing);
-	}
-	if (strcmp(provider, "meta") == 0)
-	{
-		if (strcmp(type, "poll") == 0)
-			raise_error(PGWA_ERRCODE_VALIDATION, "type", NULL, "the Cloud API has no polls");
-		if (strchr(to, '@') != NULL && !ends_with(to, "@s.whatsapp.net"))
-			/* a user JID is a phone number; groups and LIDs are not */
-			raise_error(PGWA_ERRCODE_VALIDATION, "to", NULL,
-						"the Cloud API sends to phone numbers only, not to group or LID JIDs");
-		if (strcmp(type, "template") != 0)
-		{
-			/*
-			 * Cloud API rule: outside the 24 h customer service window (or to
-			 * a contact who never wrote), a business may only send templates.
-			 */
-			Datum		args[2] = {tenant, CStringGetTextDatum(to)};
-			char	   *state = NULL;
-
-			if (SPI_execute_plan(window_plan, args, NULL, false, 1) == SPI_OK_SELECT &&
-				SPI_processed == 1)
-				state = spi_text(1);
-			if (state != NULL && (strcmp(state, "closed") == 0 || strcmp(state, "unknown") == 0))
-				raise_error(PGWA_ERRCODE_WINDOW_CLOSED, "to",
-							"the window opens when the contact writes to you",
-							"the 24 h window with this contact is closed: only template messages can be sent");
-		}
-	}
+	if (SPI_execute_plan(take_queue_plan, &instance, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "pgwa enqueue: could not take the queue");
+	read_instance_row(&row);
+	check_instance(&row, type, to);
 
 	if (key == NULL && json_object_get(msg, "messageId") != NULL)
 		key = pstrdup(json_string_value(json_object_get(msg, "messageId")));
@@ -445,17 +505,14 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	/* Taken once the queue is held, so due times follow the sequence. */
 	due = sched_json ? sched : GetCurrentTimestamp();
 	{
-		int32		delay = 0;
 		Datum		args[14];
 		char		nulls[14];
 
-		if (delay_json != NULL)
-			delay = (int32) json_integer_value(delay_json);
 		memset(nulls, ' ', sizeof(nulls));
 		args[0] = new_message_id();
 		args[1] = instance;
-		args[2] = Int64GetDatum(res->seq);
-		args[3] = tenant;
+		args[2] = Int64GetDatum(row.seq);
+		args[3] = UUIDPGetDatum(&row.tenant_id);
 		args[4] = key ? CStringGetTextDatum(key) : (Datum) 0;
 		nulls[4] = key ? ' ' : 'n';
 		args[5] = PointerGetDatum(hash);
@@ -469,35 +526,18 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 		args[11] = TimestampTzGetDatum(sched);
 		nulls[11] = sched_json ? ' ' : 'n';
 		args[12] = Int32GetDatum(delay);
-		args[13] = Int32GetDatum(max_attempts);
+		args[13] = Int32GetDatum(row.max_attempts);
 		if (SPI_execute_plan(insert_plan, args, nulls, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "pgwa enqueue: insert failed");
 		if (SPI_processed == 0)
-		{
-			Datum		count_args[2] = {instance, args[6]};
-
-			if (SPI_execute_plan(first_count_plan, count_args, NULL, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "pgwa enqueue: counting failed");
-		}
-
+			count_first(instance, type);
 		res->id = *DatumGetUUIDP(args[0]);
-		res->scheduled_for = sched;
-		res->has_schedule = sched_json != NULL;
-		res->created = true;
 	}
-
-	/*
-	 * head_due is the due time of the first pending message: it moves only
-	 * when this one goes first (an idle queue, or a head scheduled later).
-	 * With a backlog, the common case under load, nothing is written.
-	 */
-	if (old_head_null || DatumGetTimestampTz(old_head) > due)
-	{
-		Datum		args[2] = {instance, TimestampTzGetDatum(due)};
-
-		if (SPI_execute_plan(head_due_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "pgwa enqueue: head_due update failed");
-	}
+	res->seq = row.seq;
+	res->scheduled_for = sched;
+	res->has_schedule = sched_json != NULL;
+	res->created = true;
+	move_head(instance, &row, due);
 	pgwa_wake_dispatcher_at_commit();
 }
 
