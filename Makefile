@@ -26,6 +26,7 @@ OBJS = \
 	extension/inbound_meta.o \
 	extension/crypto.o \
 	extension/ingest.o \
+	extension/sql_support.o \
 	bgworker/dispatcher.o \
 	bgworker/inbound_applier.o \
 	bgworker/transfer.o \

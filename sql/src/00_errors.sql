@@ -40,14 +40,9 @@ BEGIN
 		COLUMN = coalesce(p_field, ''), DETAIL = coalesce(p_detail, '');
 END $$;
 
--- Raises a pgwa error when p_cond holds; true otherwise, so that a query can
--- check every row it reads in its WHERE clause.
+-- Raises a pgwa error when p_cond holds (as pgwa._raise); true otherwise,
+-- so that a query can check every row it reads in its WHERE clause. C: it
+-- is called for every row of a batch.
 CREATE FUNCTION pgwa._raise_if(p_cond boolean, p_sqlstate text, p_message text, p_field text DEFAULT NULL)
 RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-	IF p_cond THEN
-		PERFORM pgwa._raise(p_sqlstate, p_message, p_field);
-	END IF;
-	RETURN true;
-END $$;
+	AS 'MODULE_PATHNAME', 'pgwa_raise_if' LANGUAGE C VOLATILE;

@@ -246,6 +246,6 @@ CREATE TYPE pgwa._live_result AS (
 -- batch folds several messages of one sender into one lead update, as if
 -- they had been applied one after the other.
 CREATE FUNCTION pgwa._last_sfunc(anyelement, anyelement) RETURNS anyelement
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT coalesce($2, $1)';
+	AS 'MODULE_PATHNAME', 'pgwa_last_sfunc' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE pgwa._last_value(anyelement) (SFUNC = pgwa._last_sfunc, STYPE = anyelement);
 CREATE AGGREGATE pgwa._jsonb_merge(jsonb) (SFUNC = jsonb_concat, STYPE = jsonb, INITCOND = '{}');

@@ -25,11 +25,7 @@ RETURN to_char(p AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
 -- The NOTIFY payload of an event: {tenant_id, id, event, data}, or
 -- without data when that would pass the limit.
 CREATE FUNCTION pgwa._event_note(p_tenant uuid, p_id bigint, p_event text, p_data jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE
-RETURN CASE WHEN octet_length(jsonb_build_object('tenant_id', p_tenant, 'id', p_id, 'event', p_event,
-                                                 'data', p_data)::text) > 7900
-            THEN jsonb_build_object('tenant_id', p_tenant, 'id', p_id, 'event', p_event, 'truncated', true)::text
-            ELSE jsonb_build_object('tenant_id', p_tenant, 'id', p_id, 'event', p_event, 'data', p_data)::text END;
+	AS 'MODULE_PATHNAME', 'pgwa_event_note' LANGUAGE C IMMUTABLE STRICT;
 
 -- Emits several events at once, in array order (one insert, one NOTIFY
 -- each); returns the id of the last.
