@@ -13,6 +13,7 @@ MODULE_big  = pgwa
 OBJS = \
 	extension/pgwa.o \
 	extension/guc.o \
+	extension/errors.o \
 	extension/shmem.o \
 	extension/tokens.o \
 	extension/normalize.o \
@@ -28,6 +29,7 @@ OBJS = \
 	extension/ingest.o \
 	extension/sql_support.o \
 	bgworker/dispatcher.o \
+	bgworker/worker.o \
 	bgworker/inbound_applier.o \
 	bgworker/transfer.o \
 	bgworker/webhook_delivery.o \

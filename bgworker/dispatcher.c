@@ -36,6 +36,7 @@
 #include "pgwa.h"
 #include "transfer.h"
 #include "webhook_delivery.h"
+#include "worker.h"
 
 /* Poll slice while transfers are in flight: bounds enqueue-to-claim delay. */
 #define BUSY_POLL_MS 2
@@ -74,80 +75,21 @@ dispatcher_exit(int code, Datum arg)
 }
 
 static void
-begin_xact(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-static void
-end_xact(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	/* Report our writes so autovacuum keeps the queue tables lean. */
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "pgwa dispatcher: could not prepare \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-/* Waits until CREATE EXTENSION pgwa has run in our database. */
-static void
-wait_for_extension(void)
-{
-	for (;;)
-	{
-		bool		present;
-
-		CHECK_FOR_INTERRUPTS();
-		begin_xact("pgwa: waiting for CREATE EXTENSION pgwa");
-		SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'pgwa'", true, 1);
-		present = SPI_processed > 0;
-		end_xact();
-		if (present)
-			return;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 5000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-	}
-}
-
-static void
 prepare_plans(void)
 {
 	Oid			claim_types[2] = {INT4OID, INT4OID};
 	Oid			complete_types[1] = {JSONBOID};
 
-	begin_xact("pgwa: preparing");
-	claim_plan = prepare("SELECT instance_id::text, seq, message_id::text, attempt, provider, "
+	worker_begin_xact("pgwa: preparing");
+	claim_plan = pgwa_keep_plan("SELECT instance_id::text, seq, message_id::text, attempt, provider, "
 						 "base_url, broker_api_key, broker_instance_id, settings::text, payload::text "
 						 "FROM pgwa._claim($1, $2)", 2, claim_types);
-	complete_plan = prepare("SELECT array_agg(latency_s) FILTER (WHERE latency_s IS NOT NULL) "
+	complete_plan = pgwa_keep_plan("SELECT array_agg(latency_s) FILTER (WHERE latency_s IS NOT NULL) "
 							"FROM pgwa._complete_batch($1)", 1, complete_types);
-	next_due_plan = prepare("SELECT pgwa._next_due()", 0, NULL);
+	next_due_plan = pgwa_keep_plan("SELECT pgwa._next_due()", 0, NULL);
 	/* Claims left by a previous dispatcher: we are the only claimer. */
 	SPI_execute("SELECT pgwa._release_leases(true)", false, 0);
-	end_xact();
+	worker_end_xact();
 }
 
 /* Gives back claims whose lease expired; returns how many. */
@@ -157,12 +99,12 @@ release_expired_leases(void)
 	int			released = 0;
 	bool		isnull;
 
-	begin_xact("pgwa: releasing expired leases");
+	worker_begin_xact("pgwa: releasing expired leases");
 	if (SPI_execute("SELECT pgwa._release_leases(false)", false, 0) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 		released = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 											   1, &isnull));
-	end_xact();
+	worker_end_xact();
 	return released;
 }
 
@@ -220,14 +162,14 @@ record_results(List *results)
 	}
 	appendStringInfoChar(&buf, ']');
 
-	begin_xact("pgwa: recording results");
+	worker_begin_xact("pgwa: recording results");
 	arg = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 	rc = SPI_execute_plan(complete_plan, &arg, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pgwa dispatcher: recording results failed: %s",
 			 SPI_result_code_string(rc));
 	observe_latencies();
-	end_xact();
+	worker_end_xact();
 }
 
 static char *
@@ -262,7 +204,7 @@ claim_messages(int room, MemoryContext loop_cxt, TimestampTz *next_due)
 	args[0] = Int32GetDatum(Min(room, pgwa_claim_batch));
 	args[1] = Int32GetDatum(pgwa_lease_s);
 
-	begin_xact("pgwa: claiming");
+	worker_begin_xact("pgwa: claiming");
 	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgwa dispatcher: claim failed");
 	n = SPI_processed;
@@ -299,7 +241,7 @@ claim_messages(int room, MemoryContext loop_cxt, TimestampTz *next_due)
 		if (!isnull)
 			*next_due = DatumGetTimestampTz(d);
 	}
-	end_xact();
+	worker_end_xact();
 	return claims;
 }
 
@@ -428,11 +370,11 @@ record_reliably(List *results)
 static void
 hook_init_step(void *arg)
 {
-	begin_xact("pgwa: preparing webhook deliveries");
+	worker_begin_xact("pgwa: preparing webhook deliveries");
 	webhooks_prepare();
 	/* Claims left by a previous dispatcher: we are the only claimer. */
 	webhooks_release_leases(true);
-	end_xact();
+	worker_end_xact();
 }
 
 typedef struct hook_claim_args
@@ -448,17 +390,17 @@ hook_claim_step(void *arg)
 {
 	hook_claim_args *a = arg;
 
-	begin_xact("pgwa: claiming webhook deliveries");
+	worker_begin_xact("pgwa: claiming webhook deliveries");
 	a->claims = webhooks_claim(a->room, a->loop_cxt, a->next_due);
-	end_xact();
+	worker_end_xact();
 }
 
 static void
 hook_record_step(void *arg)
 {
-	begin_xact("pgwa: recording webhook deliveries");
+	worker_begin_xact("pgwa: recording webhook deliveries");
 	webhooks_record((List *) arg);
-	end_xact();
+	worker_end_xact();
 }
 
 /*
@@ -474,9 +416,9 @@ record_hooks(List *results)
 static void
 hook_release_step(void *arg)
 {
-	begin_xact("pgwa: releasing expired webhook leases");
+	worker_begin_xact("pgwa: releasing expired webhook leases");
 	*(int *) arg = webhooks_release_leases(false);
-	end_xact();
+	worker_end_xact();
 }
 
 static long
@@ -511,7 +453,7 @@ pgwa_dispatcher_main(Datum main_arg)
 	pgwa_shmem_set_dispatcher(true);
 	on_shmem_exit(dispatcher_exit, (Datum) 0);
 
-	wait_for_extension();
+	worker_wait_for_extension();
 	prepare_plans();
 	ereport(LOG, (errmsg("pgwa dispatcher started in database \"%s\" (mode %s)",
 						 pgwa_database, pgwa_mode_raw)));

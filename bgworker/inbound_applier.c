@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "pgwa.h"
+#include "worker.h"
 
 /* How often failed events are looked at. */
 #define RETRY_EVENTS_MS 3000
@@ -64,39 +65,6 @@ applier_exit(int code, Datum arg)
 	pgwa_shmem_set_applier(my_slot, false);
 }
 
-static void
-begin_xact(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-static void
-end_xact(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/* Whether CREATE EXTENSION pgwa has run in our database. */
-static bool
-extension_present(void)
-{
-	bool		present;
-
-	begin_xact("pgwa: looking for the pgwa extension");
-	SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'pgwa'", true, 1);
-	present = SPI_processed > 0;
-	end_xact();
-	return present;
-}
-
 /* One batch: returns how many events it took. */
 static int
 apply_batch(void)
@@ -105,20 +73,16 @@ apply_batch(void)
 	bool		isnull;
 	int			n = 0;
 
-	begin_xact("pgwa: applying inbound events");
+	worker_begin_xact("pgwa: applying inbound events");
 	if (apply_plan == NULL)
 	{
 		Oid			types[1] = {INT4OID};
 
-		apply_plan = SPI_prepare("SELECT pgwa.apply_pending($1)", 1, types);
-		if (apply_plan == NULL)
-			elog(ERROR, "pgwa inbound applier: could not prepare: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(apply_plan);
+		apply_plan = pgwa_keep_plan("SELECT pgwa.apply_pending($1)", 1, types);
 	}
 	if (SPI_execute_plan(apply_plan, &arg, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
 		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	end_xact();
+	worker_end_xact();
 	return n;
 }
 
@@ -130,11 +94,11 @@ apply_batch(void)
 static int
 retry_failed(void)
 {
-	begin_xact("pgwa: retrying failed inbound events");
+	worker_begin_xact("pgwa: retrying failed inbound events");
 	SPI_execute("SELECT set_config('lock_timeout', '1s', true), "
 				"set_config('statement_timeout', '10s', true)", false, 0);
 	SPI_execute("SELECT pgwa.retry_failed_events(100)", false, 0);
-	end_xact();
+	worker_end_xact();
 	return 0;
 }
 
@@ -187,13 +151,7 @@ pgwa_applier_main(Datum main_arg)
 	pgwa_shmem_set_applier(my_slot, true);
 	on_shmem_exit(applier_exit, (Datum) 0);
 
-	while (!extension_present())
-	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 5000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
+	worker_wait_for_extension();
 	ereport(LOG, (errmsg("pgwa inbound applier %d started in database \"%s\"", my_slot, pgwa_database)));
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pgwa inbound applier loop",

@@ -50,18 +50,6 @@ static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr complete_plan = NULL;
 static SPIPlanPtr release_plan = NULL;
 
-static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "pgwa dispatcher: could not prepare \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 void
 webhooks_prepare(void)
 {
@@ -69,11 +57,11 @@ webhooks_prepare(void)
 	Oid			complete_types[1] = {JSONBOID};
 	Oid			release_types[1] = {BOOLOID};
 
-	claim_plan = prepare("SELECT tenant_id::text, id, attempt, url, event, event_id, sent_at, body, "
+	claim_plan = pgwa_keep_plan("SELECT tenant_id::text, id, attempt, url, event, event_id, sent_at, body, "
 						 "signature FROM pgwa._claim_deliveries($1, $2)", 2, claim_types);
-	next_due_plan = prepare("SELECT pgwa._next_delivery_due()", 0, NULL);
-	complete_plan = prepare("SELECT count(*) FROM pgwa._complete_deliveries($1)", 1, complete_types);
-	release_plan = prepare("SELECT pgwa._release_delivery_leases($1)", 1, release_types);
+	next_due_plan = pgwa_keep_plan("SELECT pgwa._next_delivery_due()", 0, NULL);
+	complete_plan = pgwa_keep_plan("SELECT count(*) FROM pgwa._complete_deliveries($1)", 1, complete_types);
+	release_plan = pgwa_keep_plan("SELECT pgwa._release_delivery_leases($1)", 1, release_types);
 }
 
 static char *

@@ -68,38 +68,6 @@ static SPIPlanPtr window_plan = NULL;
 static TupleDesc enqueue_desc = NULL;
 static TupleDesc send_desc = NULL;
 
-static void raise_error(int sqlstate, const char *field, const char *detail,
-						const char *fmt,...) pg_attribute_printf(4, 5) pg_attribute_noreturn();
-
-/* As pgwa._raise: the message, the field in COLUMN_NAME, an optional detail. */
-static void
-raise_error(int sqlstate, const char *field, const char *detail, const char *fmt,...)
-{
-	char		buf[512];
-	va_list		ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	ereport(ERROR,
-			(errcode(sqlstate),
-			 errmsg("%s", buf),
-			 detail ? errdetail_internal("%s", detail) : 0,
-			 err_generic_string(PG_DIAG_COLUMN_NAME, field)));
-}
-
-static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "pgwa enqueue: could not prepare \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 static void
 prepare_plans(void)
 {
@@ -115,7 +83,7 @@ prepare_plans(void)
 	 * goes first.
 	 */
 	if (take_queue_plan == NULL)
-		take_queue_plan = prepare(
+		take_queue_plan = pgwa_keep_plan(
 			"UPDATE pgwa.instance_state s SET next_seq = s.next_seq + 1"
 			"  FROM pgwa.instances i"
 			" WHERE s.instance_id = $1 AND i.id = $1"
@@ -124,7 +92,7 @@ prepare_plans(void)
 			1, (Oid[]) {UUIDOID});
 
 	if (existing_plan == NULL)
-		existing_plan = prepare(
+		existing_plan = pgwa_keep_plan(
 			"SELECT o.id, o.status, o.seq, o.scheduled_for, o.request_hash"
 			"  FROM pgwa.outbox o WHERE o.instance_id = $1 AND o.idempotency_key = $2",
 			2, uuid_text);
@@ -136,7 +104,7 @@ prepare_plans(void)
 	 * CONFLICT would lock the row first, one more WAL record per message.
 	 */
 	if (insert_plan == NULL)
-		insert_plan = prepare(
+		insert_plan = pgwa_keep_plan(
 			"WITH m AS ("
 			"  INSERT INTO pgwa.outbox (id, instance_id, seq, tenant_id, idempotency_key, request_hash,"
 			"                           type, recipient, payload, status, due_at, scheduled_for,"
@@ -150,19 +118,19 @@ prepare_plans(void)
 
 	/* The first message of its type on the instance starts the count. */
 	if (first_count_plan == NULL)
-		first_count_plan = prepare(
+		first_count_plan = pgwa_keep_plan(
 			"INSERT INTO pgwa.enqueue_counts AS c (instance_id, type, queued) VALUES ($1, $2, 1)"
 			" ON CONFLICT (instance_id, type) DO UPDATE SET queued = c.queued + 1",
 			2, uuid_text);
 
 	if (head_due_plan == NULL)
-		head_due_plan = prepare(
+		head_due_plan = pgwa_keep_plan(
 			"UPDATE pgwa.instance_state s SET head_due = $2"
 			" WHERE s.instance_id = $1 AND (s.head_due IS NULL OR s.head_due > $2)",
 			2, (Oid[]) {UUIDOID, TIMESTAMPTZOID});
 
 	if (window_plan == NULL)
-		window_plan = prepare(
+		window_plan = pgwa_keep_plan(
 			"SELECT w.state FROM pgwa.window_state($1, $2) w",
 			2, uuid_text);
 }
@@ -256,7 +224,7 @@ parse_schedule(const char *s)
 		dterr = DecodeDateTime(field, ftype, nf, &dtype, tm, &fsec, &tz);
 	if (dterr == DTERR_BAD_FORMAT || dterr == DTERR_FIELD_OVERFLOW ||
 		dterr == DTERR_MD_FIELD_OVERFLOW)
-		raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+		pgwa_raise(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
 					"scheduledFor must be an ISO 8601 timestamp");
 	if (dterr != 0)
 		DateTimeParseError(dterr, s, "timestamp with time zone");
@@ -265,14 +233,14 @@ parse_schedule(const char *s)
 	{
 		case DTK_DATE:
 			if (tm2timestamp(tm, fsec, &tz, &result) != 0)
-				raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+				pgwa_raise(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
 							"scheduledFor must be an ISO 8601 timestamp");
 			return result;
 		case DTK_EPOCH:
 			return SetEpochTimestamp();
 		default:
 			/* infinity, -infinity: not a time to send at */
-			raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+			pgwa_raise(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
 						"scheduledFor must be an ISO 8601 timestamp");
 	}
 	pg_unreachable();
@@ -317,7 +285,7 @@ read_instance_row(instance_row *row)
 	bool		isnull;
 
 	if (SPI_processed != 1)
-		raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
+		pgwa_raise(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
 	row->seq = DatumGetInt64(spi_datum(1, &isnull));
 	row->head_due = DatumGetTimestampTz(spi_datum(2, &row->head_null));
 	row->tenant_id = *DatumGetUUIDP(spi_datum(3, &isnull));
@@ -346,16 +314,16 @@ check_instance(instance_row *row, const char *type, const char *to)
 			: (row->api_key == NULL || row->api_key[0] == '\0') ? "api_key"
 			: "settings.phone_number_id";
 
-		raise_error(PGWA_ERRCODE_NOT_CONFIGURED, missing, NULL,
+		pgwa_raise(PGWA_ERRCODE_NOT_CONFIGURED, missing, NULL,
 					"the instance is not configured to send: %s is missing", missing);
 	}
 	if (!meta)
 		return;
 	if (strcmp(type, "poll") == 0)
-		raise_error(PGWA_ERRCODE_VALIDATION, "type", NULL, "the Cloud API has no polls");
+		pgwa_raise(PGWA_ERRCODE_VALIDATION, "type", NULL, "the Cloud API has no polls");
 	if (strchr(to, '@') != NULL && !ends_with(to, "@s.whatsapp.net"))
 		/* a user JID is a phone number; groups and LIDs are not */
-		raise_error(PGWA_ERRCODE_VALIDATION, "to", NULL,
+		pgwa_raise(PGWA_ERRCODE_VALIDATION, "to", NULL,
 					"the Cloud API sends to phone numbers only, not to group or LID JIDs");
 	if (strcmp(type, "template") != 0)
 	{
@@ -370,7 +338,7 @@ check_instance(instance_row *row, const char *type, const char *to)
 			SPI_processed == 1)
 			state = spi_text(1);
 		if (state != NULL && (strcmp(state, "closed") == 0 || strcmp(state, "unknown") == 0))
-			raise_error(PGWA_ERRCODE_WINDOW_CLOSED, "to",
+			pgwa_raise(PGWA_ERRCODE_WINDOW_CLOSED, "to",
 						"the window opens when the contact writes to you",
 						"the 24 h window with this contact is closed: only template messages can be sent");
 	}
@@ -426,7 +394,7 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	bool		isnull;
 
 	if (instance_null)
-		raise_error(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
+		pgwa_raise(PGWA_ERRCODE_NOT_FOUND, "instance_id", NULL, "instance not found");
 
 	/* The queue, the instance, and whether it can send this at all. */
 	if (SPI_execute_plan(take_queue_plan, &instance, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
@@ -437,7 +405,7 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	if (key == NULL && json_object_get(msg, "messageId") != NULL)
 		key = pstrdup(json_string_value(json_object_get(msg, "messageId")));
 	if (key != NULL && (key[0] == '\0' || char_length(key) > MAX_KEY_CHARS))
-		raise_error(PGWA_ERRCODE_VALIDATION, "messageId", NULL,
+		pgwa_raise(PGWA_ERRCODE_VALIDATION, "messageId", NULL,
 					"messageId / Idempotency-Key must be 1-200 characters");
 	json_object_del(msg, "messageId");
 
@@ -460,12 +428,12 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 
 		sched = parse_schedule(json_string_value(sched_json));
 		if (sched <= now)
-			raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+			pgwa_raise(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
 						"scheduledFor must be in the future");
 		if (sched > DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 															TimestampTzGetDatum(now),
 															IntervalPGetDatum(&horizon))))
-			raise_error(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
+			pgwa_raise(PGWA_ERRCODE_VALIDATION, "scheduledFor", NULL,
 						"scheduledFor must be at most 90 days ahead");
 		json_object_del(msg, "scheduledFor");
 		payload = json_to_jsonb(msg);
@@ -487,7 +455,7 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 
 			if (stored == NULL || VARSIZE_ANY_EXHDR(stored) != PG_SHA256_DIGEST_LENGTH ||
 				memcmp(VARDATA_ANY(stored), VARDATA(hash), PG_SHA256_DIGEST_LENGTH) != 0)
-				raise_error(PGWA_ERRCODE_IDEMPOTENCY, "messageId",
+				pgwa_raise(PGWA_ERRCODE_IDEMPOTENCY, "messageId",
 							psprintf("message %s", spi_text(1)),
 							"this idempotency key was already used for a different message");
 			/* What is returned must outlive SPI_finish. */
@@ -611,7 +579,7 @@ enqueue_and_return(FunctionCallInfo fcinfo, Datum instance, bool instance_null,
 static void
 not_an_object(void)
 {
-	raise_error(PGWA_ERRCODE_VALIDATION, "message", NULL, "the message must be a JSON object");
+	pgwa_raise(PGWA_ERRCODE_VALIDATION, "message", NULL, "the message must be a JSON object");
 }
 
 /* A jsonb message as the normaliser's input. */
@@ -623,7 +591,7 @@ json_from_jsonb(Jsonb *jb)
 	json_t	   *parsed = json_loads(text, JSON_DECODE_ANY, &err);
 
 	if (parsed == NULL)
-		raise_error(PGWA_ERRCODE_VALIDATION, "message", NULL,
+		pgwa_raise(PGWA_ERRCODE_VALIDATION, "message", NULL,
 					"the message could not be read: %s", err.text);
 	return parsed;
 }
@@ -662,7 +630,7 @@ set_text(json_t *obj, const char *key, FunctionCallInfo fcinfo, int arg)
 
 		v = json_stringn(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 		if (v == NULL)
-			raise_error(PGWA_ERRCODE_VALIDATION, key, NULL, "%s must be valid UTF-8", key);
+			pgwa_raise(PGWA_ERRCODE_VALIDATION, key, NULL, "%s must be valid UTF-8", key);
 	}
 	json_object_set_new(obj, key, v);
 }

@@ -18,11 +18,9 @@
 
 #define PGWA_ERRCODE_UNPROCESSABLE	MAKE_SQLSTATE('P','W','4','2','2')
 
-/* Raises a PW error naming a field (COLUMN_NAME). */
-extern void ib_reject(int code, const char *field, const char *fmt,...) pg_attribute_printf(3, 4) pg_attribute_noreturn();
-
-#define invalid(field, ...)		ib_reject(PGWA_ERRCODE_VALIDATION, field, __VA_ARGS__)
-#define unusable(field, ...)	ib_reject(PGWA_ERRCODE_UNPROCESSABLE, field, __VA_ARGS__)
+/* Raise a PW error naming a field (COLUMN_NAME). */
+#define invalid(field, ...)		pgwa_raise(PGWA_ERRCODE_VALIDATION, field, NULL, __VA_ARGS__)
+#define unusable(field, ...)	pgwa_raise(PGWA_ERRCODE_UNPROCESSABLE, field, NULL, __VA_ARGS__)
 
 /* inbound_util.c: loose JSON */
 extern json_t *ib_member(json_t *obj, const char *key);

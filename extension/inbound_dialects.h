@@ -47,22 +47,7 @@ typedef struct inb_result
 /* Latest instant an epoch may name: 9999-12-31T23:59:59.999Z. */
 #define INB_MAX_EPOCH_MS	INT64CONST(253402300799999)
 
-static inline void inb_invalid(const char *field, const char *fmt,...) pg_attribute_printf(2, 3) pg_attribute_noreturn();
-
-static inline void
-inb_invalid(const char *field, const char *fmt,...)
-{
-	char		buf[512];
-	va_list		ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	ereport(ERROR,
-			(errcode(PGWA_ERRCODE_VALIDATION),
-			 errmsg("%s", buf),
-			 err_generic_string(PG_DIAG_COLUMN_NAME, field)));
-}
+#define inb_invalid(field, ...)	pgwa_raise(PGWA_ERRCODE_VALIDATION, field, NULL, __VA_ARGS__)
 
 /* "a.b" for a member, "b" at the top level. */
 static inline char *

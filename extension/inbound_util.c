@@ -15,20 +15,6 @@
 /* 9999-12-31T23:59:59.999Z */
 #define MAX_EPOCH_MS			253402300799999.0
 
-void
-ib_reject(int code, const char *field, const char *fmt,...)
-{
-	char		buf[512];
-	va_list		ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	ereport(ERROR,
-			(errcode(code),
-			 errmsg("%s", buf),
-			 err_generic_string(PG_DIAG_COLUMN_NAME, field)));
-}
 
 /* ---------- reading loose JSON ---------- */
 

@@ -29,6 +29,7 @@
 
 PG_FUNCTION_INFO_V1(pgwa_ingest_webhook);
 PG_FUNCTION_INFO_V1(pgwa_http);
+PG_FUNCTION_INFO_V1(pgwa_webhook_token);
 
 static SPIPlanPtr lookup_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
@@ -75,7 +76,8 @@ after_bearer(char *s)
 
 /*
  * The secret a broker presents and how, in the seed's order: X-API-Key,
- * Authorization: Bearer, X-Authorization (raw, or with Bearer).
+ * Authorization: Bearer, X-Authorization (raw, or with Bearer). The one
+ * reading of it: pgwa._webhook_token() is this function too.
  */
 static char *
 webhook_token(Jsonb *headers, const char **scheme)
@@ -100,6 +102,27 @@ webhook_token(Jsonb *headers, const char **scheme)
 		return b ? b : t;
 	}
 	return NULL;
+}
+
+/* pgwa._webhook_token(headers) -> (token, scheme), both NULL without one. */
+Datum
+pgwa_webhook_token(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2] = {0, 0};
+	bool		nulls[2] = {true, true};
+	const char *scheme = NULL;
+	char	   *token = PG_ARGISNULL(0) ? NULL : webhook_token(PG_GETARG_JSONB_P(0), &scheme);
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pgwa._webhook_token must return a composite");
+	if (token != NULL)
+	{
+		values[0] = CStringGetTextDatum(token);
+		values[1] = CStringGetTextDatum(scheme);
+		nulls[0] = nulls[1] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
 static bytea *
@@ -153,17 +176,6 @@ body_checks(Jsonb **body, const char *text, const char *dialect)
 	return ok;
 }
 
-static SPIPlanPtr
-keep(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "pgwa: could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 static void
 prepare_plans(void)
 {
@@ -173,22 +185,16 @@ prepare_plans(void)
 
 	if (lookup_plan != NULL)
 		return;
-	lookup_plan = keep("SELECT i.id, i.tenant_id, coalesce(i.settings->>'raw_fallback', 'false') = 'true' "
+	lookup_plan = pgwa_keep_plan("SELECT i.id, i.tenant_id, coalesce(i.settings->>'raw_fallback', 'false') = 'true' "
 					   "FROM pgwa.instances i "
 					   "WHERE i.id IN (SELECT s.instance_id FROM pgwa.webhook_secrets s "
 					   "               WHERE s.secret_hash = $1 "
 					   "                  OR (s.previous_hash = $1 AND s.previous_valid_until > now())) "
 					   "  AND i.broker_instance_id = $2 LIMIT 2", 2, lookup_types);
-	/* the headers kept: a fixed list, never a credential (as pgwa._webhook_headers) */
-	insert_plan = keep("INSERT INTO pgwa.webhook_events (instance_id, tenant_id, dialect, payload_type, headers, body) "
-					   "VALUES ($1, $2, $3, $4, jsonb_strip_nulls(jsonb_build_object("
-					   "  'content-type', $5->'content-type', 'content-length', $5->'content-length',"
-					   "  'user-agent', $5->'user-agent', 'x-request-id', $5->'x-request-id',"
-					   "  'x-pgwa-client-addr', $5->'x-pgwa-client-addr', 'x-forwarded-for', $5->'x-forwarded-for',"
-					   "  'x-real-ip', $5->'x-real-ip', 'x-webhook-id', $5->'x-webhook-id',"
-					   "  'x-event-id', $5->'x-event-id', 'idempotency-key', $5->'idempotency-key', 'auth', $6)), $7) "
-					   "RETURNING id", 7, insert_types);
-	slow_plan = keep("SELECT pgwa._ingest_webhook_sql($1, $2, $3)", 3, slow_types);
+	insert_plan = pgwa_keep_plan("INSERT INTO pgwa.webhook_events (instance_id, tenant_id, dialect, payload_type, headers, body) "
+								 "VALUES ($1, $2, $3, $4, pgwa._webhook_headers($5, $6), $7) RETURNING id",
+								 7, insert_types);
+	slow_plan = pgwa_keep_plan("SELECT pgwa._ingest_webhook_sql($1, $2, $3)", 3, slow_types);
 }
 
 /* The same call answered by the SQL definition. */
@@ -388,7 +394,7 @@ pgwa_http(PG_FUNCTION_ARGS)
 	{
 		Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
 
-		http_plan = keep("SELECT r.status, r.headers, r.body FROM pgwa._http_sql($1, $2, $3, $4, $5) r", 5, types);
+		http_plan = pgwa_keep_plan("SELECT r.status, r.headers, r.body FROM pgwa._http_sql($1, $2, $3, $4, $5) r", 5, types);
 	}
 	if (SPI_execute_plan(http_plan, args, argnulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pgwa: pgwa._http_sql returned no row");

@@ -24,22 +24,7 @@ PG_FUNCTION_INFO_V1(pgwa_normalize_message);
 #define MAX_CAPTION_CHARS	1024
 #define MAX_URL_BYTES		2048
 
-static void invalid(const char *field, const char *fmt,...) pg_attribute_printf(2, 3) pg_attribute_noreturn();
-
-static void
-invalid(const char *field, const char *fmt,...)
-{
-	char		buf[512];
-	va_list		ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	ereport(ERROR,
-			(errcode(PGWA_ERRCODE_VALIDATION),
-			 errmsg("%s", buf),
-			 err_generic_string(PG_DIAG_COLUMN_NAME, field)));
-}
+#define invalid(field, ...)	pgwa_raise(PGWA_ERRCODE_VALIDATION, field, NULL, __VA_ARGS__)
 
 /* Jansson allocates from the current memory context, so an error frees it. */
 static void *

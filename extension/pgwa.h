@@ -5,6 +5,7 @@
 #define PGWA_H
 
 #include "postgres.h"
+#include "executor/spi.h"
 #include "storage/latch.h"
 
 /*
@@ -38,6 +39,11 @@ extern const double pgwa_hist_bounds[PGWA_HIST_BUCKETS];
 
 /* pgwa.c */
 extern void _PG_init(void);
+
+/* errors.c */
+extern void pgwa_raise(int sqlstate, const char *field, const char *detail, const char *fmt,...)
+			pg_attribute_printf(4, 5) pg_attribute_noreturn();
+extern SPIPlanPtr pgwa_keep_plan(const char *sql, int nargs, Oid *argtypes);
 
 /* guc.c */
 extern char *pgwa_database;

@@ -219,6 +219,9 @@ DECLARE
 	v_leads  pgwa._live_lead[];
 	v_res    pgwa._live_result[];
 	v_tl     jsonb;
+	v_ev_tenants uuid[];
+	v_ev_names   text[];
+	v_ev_data    jsonb[];
 	v_nl     text := current_setting('enable_nestloop');
 	n_expect int;
 	n_got    int;
@@ -322,8 +325,8 @@ BEGIN
 	-- 2. Conversations (one per lead and instance), 3. tickets (the lead's
 	-- open one, else a new one on the instance and conversation of its first
 	-- message here, seed 002 "NÃO CRIAR TICKET AUTOMATICAMENTE" and "ORIGEM
-	-- DO TICKET") with their timeline, 4. the messages, 5. their events,
-	-- announced at commit. Group messages have no conversation nor ticket.
+	-- DO TICKET") with their timeline, 4. the messages, then 5. their
+	-- events (pgwa._emit_all, announced at commit). Group messages have no conversation nor ticket.
 	-- Its joins are between sets of this batch (a few hundred rows, sized
 	-- at one by the planner): hash joins; tables are reached through their
 	-- indexes by ON CONFLICT and LATERAL, which nested loops do not need.
@@ -448,24 +451,21 @@ BEGIN
 		SELECT m.event_id, m.n, 4, m.tenant_id, 'whatsapp.queue.missing',
 		       jsonb_build_object('tenantId', m.tenant_id, 'instanceId', m.instance_id, 'ticketId', m.ticket_id,
 		                          'reason', 'the tenant has no default ticket queue')
-		FROM mm m WHERE m.ticket_created AND m.no_queue AND m.last_of_ticket),
-	eins AS (
-		INSERT INTO pgwa.events (tenant_id, event, payload)
-		SELECT e.tenant_id, e.event, e.payload FROM ev e ORDER BY e.o1, e.o2, e.o3
-		RETURNING tenant_id, id, event, payload),
-	notes AS (
-		SELECT count(pg_notify('pgwa_events', pgwa._event_note(e.tenant_id, e.id, e.event, e.payload))) AS n
-		FROM (SELECT * FROM eins ORDER BY id OFFSET 0) e)
+		FROM mm m WHERE m.ticket_created AND m.no_queue AND m.last_of_ticket)
 	SELECT (SELECT count(*) FROM open WHERE ticket_id IS NULL), (SELECT count(*) FROM tins),
 	       (SELECT count(*) FROM m), (SELECT count(*) FROM mins),
 	       array_agg(ROW(mm.event_id, mm.n, jsonb_strip_nulls(jsonb_build_object(
 	                     'result', 'accepted', 'messageId', mm.message_id, 'brokerMessageId', mm.bid,
 	                     'ticketId', mm.ticket_id, 'leadId', mm.lead_id)))::pgwa._live_result),
 	       (SELECT jsonb_agg(jsonb_build_object('t', d.tenant_id, 'k', d.ticket_id, 'tl', d.tl || d.delta))
-	        FROM delta d WHERE d.delta <> '{}')
-	INTO n_tk_exp, n_tk_got, n_expect, n_got, v_res, v_tl
-	FROM mm, notes;
+	        FROM delta d WHERE d.delta <> '{}'),
+	       (SELECT array_agg(e.tenant_id ORDER BY e.o1, e.o2, e.o3) FROM ev e),
+	       (SELECT array_agg(e.event ORDER BY e.o1, e.o2, e.o3) FROM ev e),
+	       (SELECT array_agg(e.payload ORDER BY e.o1, e.o2, e.o3) FROM ev e)
+	INTO n_tk_exp, n_tk_got, n_expect, n_got, v_res, v_tl, v_ev_tenants, v_ev_names, v_ev_data
+	FROM mm;
 	PERFORM set_config('enable_nestloop', v_nl, true);
+	PERFORM pgwa._emit_all(v_ev_tenants, v_ev_names, v_ev_data);
 	-- the timelines that moved, each through the ticket's key
 	UPDATE pgwa.tickets k SET metadata = jsonb_set(k.metadata, '{timeline}', d.tl), updated_at = now()
 	FROM jsonb_to_recordset(v_tl) AS d(t uuid, k uuid, tl jsonb) WHERE k.tenant_id = d.t AND k.id = d.k;

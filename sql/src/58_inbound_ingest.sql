@@ -306,14 +306,14 @@ BEGIN
 	RETURN cardinality(v_ids);
 END $$;
 
--- Applies a stored event that has not been applied yet (received or failed)
--- and reports its outcome; for any other event it only reports it.
-CREATE FUNCTION pgwa.apply_event(p_event_id bigint) RETURNS jsonb
+-- Applies one stored event now (all of them again with p_replay) and
+-- reports its outcome (pgwa._event_result).
+CREATE FUNCTION pgwa._apply_and_report(p_event_id bigint, p_replay boolean) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
 	ev pgwa.webhook_events;
 BEGIN
-	PERFORM pgwa._apply_events(ARRAY[p_event_id], false);
+	PERFORM pgwa._apply_events(ARRAY[p_event_id], p_replay);
 	SELECT * INTO ev FROM pgwa.webhook_events WHERE id = p_event_id;
 	IF ev.id IS NULL THEN
 		PERFORM pgwa._raise('PW404', 'webhook event not found', 'event_id');
@@ -321,21 +321,16 @@ BEGIN
 	RETURN pgwa._event_result(ev);
 END $$;
 
+-- Applies a stored event that has not been applied yet (received or failed)
+-- and reports its outcome; for any other event it only reports it.
+CREATE FUNCTION pgwa.apply_event(p_event_id bigint) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT pgwa._apply_and_report(p_event_id, false) $$;
+
 -- Applies a stored event again whatever its status: a rejected event after
 -- its instance was fixed (say, raw_fallback turned on), or any event to
 -- check it (what was applied before comes out as duplicates).
 CREATE FUNCTION pgwa.replay_event(p_event_id bigint) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-	ev pgwa.webhook_events;
-BEGIN
-	PERFORM pgwa._apply_events(ARRAY[p_event_id], true);
-	SELECT * INTO ev FROM pgwa.webhook_events WHERE id = p_event_id;
-	IF ev.id IS NULL THEN
-		PERFORM pgwa._raise('PW404', 'webhook event not found', 'event_id');
-	END IF;
-	RETURN pgwa._event_result(ev);
-END $$;
+LANGUAGE sql AS $$ SELECT pgwa._apply_and_report(p_event_id, true) $$;
 
 -- Applies up to p_limit stored events that wait for it, oldest first, as
 -- one batch (seed 000: the webhook stores, the worker applies). The

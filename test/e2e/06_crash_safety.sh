@@ -9,15 +9,6 @@ N_INST=50
 PER_INST=60
 N=$((N_INST * PER_INST))
 
-# retry SQL: psql fails while the cluster restarts
-rsql() {
-	local out i
-	for i in $(seq 1 150); do
-		out=$(sql "$1" 2>/dev/null) && { echo "$out"; return 0; }
-		sleep 0.2
-	done
-	return 1
-}
 sent_count() { rsql "SELECT count(*) FROM pgwa.outbox o JOIN pgwa.instances i ON i.id = o.instance_id
                       WHERE i.tenant_id = '$TENANT' AND i.name LIKE '$1-%' AND o.status = 'sent'"; }
 all_sent() { [ "$(sent_count "$1")" = "$N" ]; }

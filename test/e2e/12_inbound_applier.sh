@@ -13,15 +13,6 @@ TENANT=$(sql "SELECT tenant_id FROM pgwa.instances WHERE id = '$INST'")
 req POST "/api/integrations/whatsapp/instances/$INST/webhook-secret" '{"secret":"e2e-applier-secret-0001"}' "$KEY"
 is "$STATUS" 201 "the instance has a webhook secret"
 
-# retry SQL: psql fails while the cluster restarts
-rsql() {
-	local out i
-	for i in $(seq 1 150); do
-		out=$(sql "$1" 2>/dev/null) && { echo "$out"; return 0; }
-		sleep 0.2
-	done
-	return 1
-}
 waiting() { rsql "SELECT count(*) FROM pgwa.webhook_events WHERE instance_id = '$INST' AND status IN ('received', 'failed')"; }
 drained() { [ "$(waiting)" = 0 ]; }
 

@@ -61,6 +61,16 @@ wait_for() {
 
 sql() { psql -X -qtA -v ON_ERROR_STOP=1 -c "$1"; }
 
+# rsql SQL: as sql, tried again for 30 s while the cluster restarts
+rsql() {
+	local out i
+	for i in $(seq 1 150); do
+		out=$(sql "$1" 2>/dev/null) && { echo "$out"; return 0; }
+		sleep 0.2
+	done
+	return 1
+}
+
 # settled: the webhook events the last answer stored (its eventId or
 # eventIds) are applied by the inbound applier, asynchronously; waits until
 # none is left waiting, then sets BODY to their outcome (pgwa._event_result,
