@@ -213,6 +213,7 @@ RETURNS pgwa.http_response
 LANGUAGE plpgsql AS $$
 DECLARE
 	n int := coalesce(array_length(p_seg, 1), 0);
+	i uuid;
 BEGIN
 	IF n < 3 OR p_seg[2] <> 'integrations' OR p_seg[3] <> 'whatsapp' THEN
 		RETURN NULL;
@@ -222,24 +223,17 @@ BEGIN
 			RETURN pgwa._http_whatsapp_webhook(p_headers, p_body);
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'POST');
-	ELSIF n = 6 AND p_seg[4] = 'instances' AND p_seg[6] = 'webhook-secret' THEN
-		IF p_method IN ('POST', 'PUT') THEN
-			RETURN pgwa._http_set_webhook_secret(
-				pgwa._tenant_instance(pgwa._require_tenant(p_headers), p_seg[5]), p_body);
+	ELSIF n = 6 AND p_seg[4] = 'instances'
+	      AND p_seg[6] IN ('webhook-secret', 'meta-app-secret', 'meta-verify-token') THEN
+		-- an instance's inbound credentials, set by its tenant
+		IF p_method NOT IN ('POST', 'PUT') THEN
+			RETURN pgwa._not_allowed(p_method, 'POST');
 		END IF;
-		RETURN pgwa._not_allowed(p_method, 'POST');
-	ELSIF n = 6 AND p_seg[4] = 'instances' AND p_seg[6] = 'meta-app-secret' THEN
-		IF p_method IN ('POST', 'PUT') THEN
-			RETURN pgwa._http_set_meta_app_secret(
-				pgwa._tenant_instance(pgwa._require_tenant(p_headers), p_seg[5]), p_body);
-		END IF;
-		RETURN pgwa._not_allowed(p_method, 'POST');
-	ELSIF n = 6 AND p_seg[4] = 'instances' AND p_seg[6] = 'meta-verify-token' THEN
-		IF p_method IN ('POST', 'PUT') THEN
-			RETURN pgwa._http_set_meta_verify_token(
-				pgwa._tenant_instance(pgwa._require_tenant(p_headers), p_seg[5]), p_body);
-		END IF;
-		RETURN pgwa._not_allowed(p_method, 'POST');
+		i := pgwa._tenant_instance(pgwa._require_tenant(p_headers), p_seg[5]);
+		RETURN CASE p_seg[6]
+			WHEN 'webhook-secret' THEN pgwa._http_set_webhook_secret(i, p_body)
+			WHEN 'meta-app-secret' THEN pgwa._http_set_meta_app_secret(i, p_body)
+			ELSE pgwa._http_set_meta_verify_token(i, p_body) END;
 	ELSIF n = 6 AND p_seg[4] = 'instances' AND p_seg[6] = 'qrcode' THEN
 		IF p_method = 'GET' THEN
 			RETURN pgwa._http_qrcode(pgwa._tenant_instance(pgwa._require_tenant(p_headers), p_seg[5]));
