@@ -28,7 +28,7 @@ bench_front "$FRONT_THREADS"
 bench_tenant bench-ingest
 INST=$(bench_instances in 1 http://127.0.0.1:9)
 q "SELECT pgwa.set_webhook_secret('$INST', '$SECRET')" >/dev/null
-q "CREATE FUNCTION bench_env(p_id text, p_phone text) RETURNS jsonb LANGUAGE sql IMMUTABLE
+q "CREATE FUNCTION bench_env(p_id text, p_phone text) RETURNS jsonb LANGUAGE sql STABLE
    RETURN jsonb_build_object('id', p_id, 'type', 'MESSAGE_INBOUND', 'instanceId', 'in-1',
           'timestamp', 1714655100, 'payload', jsonb_build_object(
           'contact', jsonb_build_object('phone', p_phone, 'name', 'Bench', 'pushName', 'bench'),

@@ -9,7 +9,9 @@
  * left; every few seconds it also retries the events whose application
  * failed (pgwa.retry_failed_events). An error is logged and the loop goes
  * on: the events stay stored and are taken again. There are
- * pgwa.inbound_workers of them; they skip each other's batches, and the
+ * pgwa.inbound_workers of them; a commit wakes the first, and one that takes
+ * a full batch wakes the next (pgwa_shmem_wake_applier), so batches grow with
+ * the load instead of being split. They skip each other's batches, and the
  * locks they take by sender keep a sender's messages in one batch at a time.
  */
 #include "postgres.h"
@@ -178,6 +180,9 @@ pgwa_applier_main(Datum main_arg)
 			CHECK_FOR_INTERRUPTS();
 			n = run_step(apply_batch, "applying inbound events", &failed);
 			MemoryContextReset(loop_cxt);
+			/* a full batch: more wait, let the next applier help */
+			if (!failed && n >= pgwa_inbound_batch)
+				pgwa_shmem_wake_applier(my_slot + 1);
 		} while (!failed && n >= pgwa_inbound_batch);
 
 		now = GetCurrentTimestamp();

@@ -48,7 +48,7 @@ wake_xact_callback(XactEvent event, void *arg)
 			if (wake_pending)
 				pgwa_shmem_wake_dispatcher();
 			if (wake_applier_pending)
-				pgwa_shmem_wake_applier();
+				pgwa_shmem_wake_applier(0);
 			wake_pending = false;
 			wake_applier_pending = false;
 			break;

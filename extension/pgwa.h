@@ -74,7 +74,7 @@ extern pid_t pgwa_shmem_dispatcher_pid(void);
 extern void pgwa_shmem_wake_dispatcher(void);
 extern void pgwa_shmem_set_applier(int slot, bool running);
 extern pid_t pgwa_shmem_applier_pid(int slot);
-extern void pgwa_shmem_wake_applier(void);
+extern void pgwa_shmem_wake_applier(int from);
 extern bool pgwa_shmem_available(void);
 extern void pgwa_shmem_set_in_flight(int n);
 extern int	pgwa_shmem_in_flight(void);

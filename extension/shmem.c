@@ -160,11 +160,15 @@ pgwa_shmem_applier_pid(int slot)
 }
 
 /*
- * Wakes the appliers. Setting a latch that is already set costs no signal,
- * and while events pend the appliers are mostly busy, their latches set.
+ * Wakes the first running applier from slot `from` on. A commit wakes the
+ * first one only, so that while it applies a batch the next events gather
+ * for its next one (one applier taking them in turns would split them into
+ * small batches, each paying a batch's fixed cost); an applier that took a
+ * full batch wakes the next one, so all of them work through a backlog.
+ * Setting a latch that is already set costs no signal.
  */
 void
-pgwa_shmem_wake_applier(void)
+pgwa_shmem_wake_applier(int from)
 {
 	int			procnos[PGWA_MAX_APPLIERS];
 
@@ -173,9 +177,12 @@ pgwa_shmem_wake_applier(void)
 	SpinLockAcquire(&shared->mutex);
 	memcpy(procnos, shared->applier_procno, sizeof(procnos));
 	SpinLockRelease(&shared->mutex);
-	for (int i = 0; i < PGWA_MAX_APPLIERS; i++)
+	for (int i = Max(from, 0); i < PGWA_MAX_APPLIERS; i++)
 		if (procnos[i] >= 0)
+		{
 			SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
+			break;
+		}
 }
 
 bool

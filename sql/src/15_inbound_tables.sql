@@ -36,6 +36,10 @@ CREATE INDEX webhook_secrets_previous ON pgwa.webhook_secrets (previous_hash)
 --   failed     applying raised; retried at next_attempt_at
 --   rejected   invalid (error_sqlstate/error_field/last_error say why); kept so that
 --              nothing a broker sent is lost, and replayable after a fix
+-- What became of a stored event. A domain rather than a table CHECK, as for
+-- the outbox (see pgwa.message_status): every webhook inserts a row.
+CREATE DOMAIN pgwa.webhook_event_status AS text
+	CHECK (VALUE IN ('received', 'applied', 'duplicate', 'ignored', 'deferred', 'failed', 'rejected'));
 CREATE TABLE pgwa.webhook_events (
 	instance_id     uuid   NOT NULL,   -- no foreign key: see pgwa._drop_instance_rows
 	id              bigint GENERATED ALWAYS AS IDENTITY,
@@ -45,8 +49,7 @@ CREATE TABLE pgwa.webhook_events (
 	received_at     timestamptz NOT NULL DEFAULT now(),
 	headers         jsonb  NOT NULL DEFAULT '{}',
 	body            jsonb  NOT NULL,
-	status          text   NOT NULL DEFAULT 'received'
-	                CHECK (status IN ('received', 'applied', 'duplicate', 'ignored', 'deferred', 'failed', 'rejected')),
+	status          pgwa.webhook_event_status NOT NULL DEFAULT 'received',
 	attempts        int    NOT NULL DEFAULT 0,
 	last_error      text,
 	error_sqlstate  text,

@@ -144,10 +144,12 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The headers kept with a raw event: a fixed list, never a credential.
--- (One expression, so that it is inlined where it is called, the C fast
--- path's insert among them.)
+-- One expression, so that it is inlined where it is called, the C fast
+-- path's insert among them; STABLE as jsonb_build_object is (an IMMUTABLE
+-- SQL function over a STABLE body is not inlined, and each call would parse
+-- its body again).
 CREATE FUNCTION pgwa._webhook_headers(p_headers jsonb, p_scheme text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 RETURN jsonb_strip_nulls(jsonb_build_object(
 	'content-type', p_headers->'content-type', 'content-length', p_headers->'content-length',
 	'user-agent', p_headers->'user-agent', 'x-request-id', p_headers->'x-request-id',

@@ -284,11 +284,14 @@ DECLARE
 	v_ids bigint[];
 	v_id  bigint;
 BEGIN
-	SELECT array_agg(w.id ORDER BY w.id) INTO v_ids FROM (
-		SELECT w.id FROM pgwa.webhook_events w
-		WHERE w.id IN (SELECT k.id FROM unnest(p_ids) k(id))
-		  AND (p_replay OR w.status IN ('received', 'failed'))
-		ORDER BY w.id FOR UPDATE OF w) w;
+	-- one index lookup per id, in id order (a join or = ANY is planned from
+	-- the table's size and, once it is large, reads all of it)
+	SELECT array_agg(w.id ORDER BY w.id) INTO v_ids
+	FROM (SELECT DISTINCT k.id FROM unnest(p_ids) k(id) ORDER BY 1) k
+	CROSS JOIN LATERAL (
+		SELECT x.id FROM pgwa.webhook_events x
+		WHERE x.id = k.id AND (p_replay OR x.status IN ('received', 'failed'))
+		LIMIT 1 FOR UPDATE) w;
 	IF v_ids IS NULL THEN
 		RETURN 0;
 	END IF;
