@@ -4,14 +4,17 @@
  * Webhooks are stored first and answered at once (seed 000: the webhook
  * feeds a queue, a worker applies it). This worker applies them: woken by
  * the commit that stored an event, it takes the waiting events in batches
- * of pgwa.inbound_batch (pgwa.apply_pending), each batch in one short
+ * of pgwa.inbound_batch (pgwa._apply_pending), each batch in one short
  * transaction, until none is
  * left; every few seconds it also retries the events whose application
  * failed (pgwa.retry_failed_events). An error is logged and the loop goes
  * on: the events stay stored and are taken again. There are
  * pgwa.inbound_workers of them; a commit wakes the first, and one that takes
  * a full batch wakes the next (pgwa_shmem_wake_applier), so batches grow with
- * the load instead of being split. They skip each other's batches, and the
+ * the load instead of being split. While events keep coming, the first one
+ * waits pgwa.inbound_linger between batches that were not full, so that they
+ * gather: under a steady load a batch of a few events would pay a batch's
+ * fixed cost (claim, planning, statements) for each few. They skip each other's batches, and the
  * locks they take by sender keep a sender's messages in one batch at a time.
  */
 #include "postgres.h"
@@ -38,8 +41,12 @@
 /* Rest after an error, so that a broken database is not hammered. */
 #define ERROR_BACKOFF_MS 1000
 
+/* How far before the oldest event of the last batch the next claim starts. */
+#define CLAIM_MARGIN_MS 500
+
 static SPIPlanPtr apply_plan = NULL;
 static int	my_slot = 0;
+static TimestampTz claim_from = 0;	/* 0: from the first waiting event */
 
 void
 pgwa_register_applier(void)
@@ -67,23 +74,38 @@ applier_exit(int code, Datum arg)
 	pgwa_shmem_set_applier(my_slot, false);
 }
 
-/* One batch: returns how many events it took. */
+/*
+ * One batch: returns how many events it took. Claims start a little before
+ * the oldest event of the last batch (see pgwa._apply_pending): events are
+ * committed soon after their receipt, and one committed later than that is
+ * taken by the periodic retry, which looks at all of them.
+ */
 static int
 apply_batch(void)
 {
-	Datum		arg = Int32GetDatum(pgwa_inbound_batch);
+	Datum		args[2];
+	char		nulls[2] = {' ', claim_from == 0 ? 'n' : ' '};
 	bool		isnull;
 	int			n = 0;
 
 	worker_begin_xact("pgwa: applying inbound events");
 	if (apply_plan == NULL)
 	{
-		Oid			types[1] = {INT4OID};
+		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 
-		apply_plan = pgwa_keep_plan("SELECT pgwa.apply_pending($1)", 1, types);
+		apply_plan = pgwa_keep_plan("SELECT taken, oldest FROM pgwa._apply_pending($1, $2)", 2, types);
 	}
-	if (SPI_execute_plan(apply_plan, &arg, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	args[0] = Int32GetDatum(pgwa_inbound_batch);
+	args[1] = TimestampTzGetDatum(claim_from);
+	if (SPI_execute_plan(apply_plan, args, nulls, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		Datum		oldest;
+
 		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		oldest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (n > 0 && !isnull)
+			claim_from = DatumGetTimestampTz(oldest) - (TimestampTz) CLAIM_MARGIN_MS * 1000;
+	}
 	worker_end_xact();
 	return n;
 }
@@ -137,6 +159,14 @@ run_step(int (*step) (void), const char *what, bool *failed)
 	return n;
 }
 
+/* Whether the first applier should look at failed events now. */
+static bool
+retry_due(TimestampTz last_retry)
+{
+	return my_slot == 0 &&
+		GetCurrentTimestamp() - last_retry >= (TimestampTz) RETRY_EVENTS_MS * 1000;
+}
+
 void
 pgwa_applier_main(Datum main_arg)
 {
@@ -175,18 +205,30 @@ pgwa_applier_main(Datum main_arg)
 
 		/* Reset first: a commit that comes while we apply wakes us again. */
 		ResetLatch(MyLatch);
-		do
+		for (;;)
 		{
 			CHECK_FOR_INTERRUPTS();
 			n = run_step(apply_batch, "applying inbound events", &failed);
 			MemoryContextReset(loop_cxt);
-			/* a full batch: more wait, let the next applier help */
-			if (!failed && n >= pgwa_inbound_batch)
+			if (failed || n == 0 || retry_due(last_retry))
+				break;
+			if (n >= pgwa_inbound_batch)
+			{
+				/* a full batch: more wait, let the next applier help */
 				pgwa_shmem_wake_applier(my_slot + 1);
-		} while (!failed && n >= pgwa_inbound_batch);
+				continue;
+			}
+			/* a helper goes back to sleep after a batch that was not full */
+			if (my_slot != 0)
+				break;
+			/* events keep coming: let the next ones gather into one batch */
+			if (pgwa_inbound_linger_ms > 0)
+				(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 pgwa_inbound_linger_ms, PG_WAIT_EXTENSION);
+		}
 
 		now = GetCurrentTimestamp();
-		if (my_slot == 0 && now - last_retry >= (TimestampTz) RETRY_EVENTS_MS * 1000)
+		if (retry_due(last_retry))
 		{
 			bool		retry_failed_step;
 

@@ -17,6 +17,7 @@ int			pgwa_connect_timeout_ms = 5000;
 int			pgwa_lease_s = 120;
 int			pgwa_idle_poll_ms = 1000;
 int			pgwa_inbound_batch = 200;
+int			pgwa_inbound_linger_ms = 20;
 int			pgwa_inbound_workers = 2;
 int			pgwa_webhook_max_in_flight = 100;
 int			pgwa_webhook_timeout_ms = 10000;
@@ -124,6 +125,14 @@ pgwa_define_gucs(void)
 							"Larger batches cost less per event and hold their locks longer.",
 							&pgwa_inbound_batch, 200, 1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.inbound_linger",
+							"How long the first inbound applier lets events gather after a batch that was not full.",
+							"Under a steady load, batches of a few events each pay a batch's fixed cost; a short wait "
+							"makes them larger. An event that arrives while the appliers are idle is applied at once. "
+							"0 takes the next batch at once.",
+							&pgwa_inbound_linger_ms, 20, 0, 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pgwa.inbound_workers",
 							"Number of inbound applier processes.",

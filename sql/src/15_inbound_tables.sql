@@ -166,6 +166,14 @@ CREATE TABLE pgwa.events (
 );
 CREATE INDEX events_created ON pgwa.events (created_at);
 
+-- No planner statistics for the documents these busy tables carry: no query
+-- filters on their contents, and ANALYZE would sort thousands of them on
+-- every autovacuum round, taking CPU from webhooks being answered.
+ALTER TABLE pgwa.webhook_events ALTER COLUMN headers SET STATISTICS 0,
+	ALTER COLUMN body SET STATISTICS 0, ALTER COLUMN result SET STATISTICS 0;
+ALTER TABLE pgwa.events ALTER COLUMN payload SET STATISTICS 0;
+ALTER TABLE pgwa.messages ALTER COLUMN content SET STATISTICS 0, ALTER COLUMN metadata SET STATISTICS 0;
+
 -- whatsapp_webhook_events_total{result, reason, payload_type}. Writers add to
 -- one of a few shards (by backend) so concurrent webhooks do not queue on a
 -- single counter row; readers sum the shards.

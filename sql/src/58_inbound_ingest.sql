@@ -336,23 +336,35 @@ CREATE FUNCTION pgwa.replay_event(p_event_id bigint) RETURNS jsonb
 LANGUAGE sql AS $$ SELECT pgwa._apply_and_report(p_event_id, true) $$;
 
 -- Applies up to p_limit stored events that wait for it, oldest first, as
--- one batch (seed 000: the webhook stores, the worker applies). The
--- background worker calls it whenever a webhook was stored; concurrent
--- callers skip each other's events. Returns how many it took.
-CREATE FUNCTION pgwa.apply_pending(p_limit int DEFAULT 200) RETURNS int
+-- one batch (seed 000: the webhook stores, the worker applies); concurrent
+-- callers skip each other's events. Only events received at p_from or later
+-- are looked at (NULL: all): the appliers pass a little before the oldest
+-- event of their last batch, so that their claims skip the entries of
+-- applied events that the pending index keeps until VACUUM, or until no
+-- snapshot can see them (a long transaction anywhere keeps them all). An
+-- event committed so late that it falls before p_from is taken by
+-- pgwa.retry_failed_events, which looks at all of them. Returns how many it
+-- took and the oldest one's receipt.
+CREATE FUNCTION pgwa._apply_pending(p_limit int, p_from timestamptz, OUT taken int, OUT oldest timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
 	v_ids bigint[];
 BEGIN
-	SELECT array_agg(id) INTO v_ids FROM (
-		SELECT w.id FROM pgwa.webhook_events w WHERE w.status = 'received'
+	SELECT array_agg(id ORDER BY s.received_at, s.id), min(s.received_at) INTO v_ids, oldest FROM (
+		SELECT w.id, w.received_at FROM pgwa.webhook_events w
+		WHERE w.status = 'received' AND w.received_at >= coalesce(p_from, '-infinity')
 		ORDER BY w.received_at, w.id LIMIT p_limit FOR UPDATE SKIP LOCKED) s;
-	IF v_ids IS NULL THEN
-		RETURN 0;
+	taken := coalesce(cardinality(v_ids), 0);
+	IF taken > 0 THEN
+		PERFORM pgwa._apply_events(v_ids, false);
 	END IF;
-	PERFORM pgwa._apply_events(v_ids, false);
-	RETURN cardinality(v_ids);
 END $$;
+
+-- Applies up to p_limit stored events that wait for it, oldest first, as
+-- one batch: what the background workers do whenever a webhook was stored.
+-- Returns how many it took.
+CREATE FUNCTION pgwa.apply_pending(p_limit int DEFAULT 200) RETURNS int
+LANGUAGE sql AS $$ SELECT taken FROM pgwa._apply_pending(p_limit, NULL) $$;
 
 -- Applies up to p_limit failed events whose retry time has come, and events
 -- stored but never applied. Returns how many were tried. Meant for the
