@@ -2,7 +2,9 @@
 # applied in batches by the background workers. A burst of concurrent
 # webhooks with redeliveries is applied exactly once; a backlog survives an
 # applier killed with SIGKILL (PostgreSQL then restarts every process) and
-# is applied once the workers are back; pgwa.inbound_workers of them run.
+# is applied once the workers are back; pgwa.inbound_workers of them run;
+# an event committed long after its receipt, once the appliers' claims have
+# moved past it, is still applied.
 . "$(dirname "$0")/lib.sh"
 
 HOOK=/api/integrations/whatsapp/webhook
@@ -40,7 +42,6 @@ is "$(sql "SELECT count(*) || '/' || count(DISTINCT phone) FROM pgwa.leads WHERE
 is "$(sql "SELECT count(*) FROM pgwa.tickets WHERE tenant_id = '$TENANT' AND status = 'open'")" 48 "one open ticket per lead"
 is "$(sql "SELECT sum((result->>'accepted')::int) || '/' || sum((result->>'duplicates')::int) FROM pgwa.webhook_events WHERE instance_id = '$INST'")" \
 	"240/60" "240 accepted, 60 redeliveries counted as duplicates"
-XX
 is "$(sql "SELECT count(*) FROM pgwa.events WHERE tenant_id = '$TENANT' AND event = 'messages.new'")" 240 "one messages.new per message"
 
 # A backlog of 3,000 stored events (one transaction), then an applier is
@@ -64,3 +65,33 @@ is "$(rsql "SELECT count(*) FROM pgwa.tickets t JOIN pgwa.leads l ON l.tenant_id
             WHERE t.tenant_id = '$TENANT' AND l.phone LIKE '5511972%' AND t.status = 'open'")" 500 "one open ticket per lead"
 is "$(rsql "SELECT count(*) FROM pgwa.webhook_events WHERE instance_id = '$INST' AND status NOT IN ('applied', 'duplicate')")" 0 \
 	"no event failed"
+
+# An event whose transaction commits 3 s after its receipt, while later
+# events are applied meanwhile: the appliers' claims start near their last
+# batch, past it by then; the periodic sweep takes it.
+psql -X -qtA -v ON_ERROR_STOP=1 >/dev/null 2>&1 <<SQL &
+BEGIN;
+SELECT pgwa.ingest_webhook('broker', '{"x-api-key":"e2e-applier-secret-0001"}',
+       jsonb_build_object('id', 'late-1', 'type', 'MESSAGE_INBOUND', 'instanceId', 'e2e-applier-1',
+         'timestamp', 1714655100, 'payload', jsonb_build_object(
+           'contact', jsonb_build_object('phone', '5511973000001', 'name', 'Late'),
+           'message', jsonb_build_object('conversation', 'atrasada'), 'metadata', '{}'::jsonb)));
+SELECT pg_sleep(3);
+COMMIT;
+SQL
+LATE=$!
+for i in $(seq 1 12); do
+	sql "SELECT count(pgwa.ingest_webhook('broker', '{\"x-api-key\":\"e2e-applier-secret-0001\"}',
+	       jsonb_build_object('id', 'after-$i-' || g, 'type', 'MESSAGE_INBOUND', 'instanceId', 'e2e-applier-1',
+	         'timestamp', 1714655100, 'payload', jsonb_build_object(
+	           'contact', jsonb_build_object('phone', (5511973100000 + g)::text, 'name', 'After'),
+	           'message', jsonb_build_object('conversation', 'depois'), 'metadata', '{}'::jsonb))))
+	     FROM generate_series(1, 10) g" > /dev/null
+	sleep 0.2
+done
+wait "$LATE"
+is "$(sql "SELECT count(*) FROM pgwa.webhook_events WHERE instance_id = '$INST' AND body->>'id' = 'late-1'")" 1 \
+	"the late event is stored"
+late_applied() { [ "$(sql "SELECT status FROM pgwa.webhook_events WHERE instance_id = '$INST' AND body->>'id' = 'late-1'")" = applied ]; }
+ok "the late event is applied" wait_for 15 late_applied
+ok "and every later one" wait_for 15 drained

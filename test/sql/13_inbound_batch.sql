@@ -144,6 +144,24 @@ FULL JOIN (
 	WHERE e.tenant_id = :'tb' AND e.event = 'ticket.updated' ORDER BY e.payload->>'ticketId', e.id DESC) b
 USING (who) WHERE a.last_in IS DISTINCT FROM b.last_in;
 
+-- The appliers claim from a point in time, a little before their last
+-- batch (pgwa._apply_pending): an event received before it is left for the
+-- sweep (pgwa.retry_failed_events), one received at or after it is taken.
+BEGIN;
+SELECT pgwa.ingest_webhook('broker', '{"x-api-key":"batch-secret-b-0123456789"}',
+       pg_temp.rekey(jsonb_set(:'seed000'::jsonb, '{id}', '"b-window"'), 'bat-b'))->>'status' AS stored;
+SELECT * FROM pgwa._apply_pending(10, now() + interval '1 second');
+SELECT taken, oldest = now() AS oldest_is_its_receipt FROM pgwa._apply_pending(10, now());
+SELECT status FROM pgwa.webhook_events WHERE body->>'id' = 'b-window';
+ROLLBACK;
+BEGIN;
+SELECT pgwa.ingest_webhook('broker', '{"x-api-key":"batch-secret-b-0123456789"}',
+       pg_temp.rekey(jsonb_set(:'seed000'::jsonb, '{id}', '"b-sweep"'), 'bat-b'))->>'status' AS stored;
+SELECT * FROM pgwa._apply_pending(10, now() + interval '1 second');
+SELECT pgwa.retry_failed_events(10) AS swept;
+SELECT status FROM pgwa.webhook_events WHERE body->>'id' = 'b-sweep';
+ROLLBACK;
+
 -- Deleting an instance deletes its events, messages and conversations;
 -- deleting a tenant its leads and tickets (triggers: these tables have no
 -- foreign key to their busy parent row).
