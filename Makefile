@@ -24,7 +24,7 @@ OBJS = \
 	extension/inbound_normalize.o \
 	extension/inbound_evolution.o \
 	extension/inbound_evolution_content.o \
-	extension/inbound_meta.o \
+	extension/inbound_meta.o extension/inbound_coexistence.o \
 	extension/crypto.o \
 	extension/ingest.o \
 	extension/sql_support.o \

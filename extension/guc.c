@@ -18,6 +18,7 @@ int			pgwa_lease_s = 120;
 int			pgwa_idle_poll_ms = 1000;
 int			pgwa_inbound_batch = 200;
 int			pgwa_inbound_linger_ms = 20;
+int			pgwa_history_sync_stall_min = 30;
 int			pgwa_inbound_workers = 2;
 int			pgwa_webhook_max_in_flight = 100;
 int			pgwa_webhook_timeout_ms = 10000;
@@ -133,6 +134,13 @@ pgwa_define_gucs(void)
 							"0 takes the next batch at once.",
 							&pgwa_inbound_linger_ms, 20, 0, 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgwa.history_sync_stall",
+							"How long after a history sync was requested, with no history received, it is marked failed.",
+							"pgwa.check_stalled_history_syncs() (run by pg_cron) marks it and emits "
+							"whatsapp.history_sync.stalled.",
+							&pgwa_history_sync_stall_min, 30, 1, 10080,
+							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pgwa.inbound_workers",
 							"Number of inbound applier processes.",

@@ -27,6 +27,13 @@
 extern json_t *pgwa_evolution_events(json_t *body);
 extern json_t *pgwa_meta_events(json_t *body);
 
+/* inbound_meta.c: a Cloud API message's content in seed-000 form */
+extern json_t *pgwa_meta_content(json_t *m, const char *type, const char *path);
+
+/* inbound_coexistence.c: history, state sync and echoes as flat lists */
+extern void pgwa_meta_coexistence(json_t *ev, const char *kind, json_t *value,
+								  const char *display_phone, const char *path);
+
 /* inbound_evolution_content.c: a Baileys message's wrappers, then its content */
 extern json_t *evo_unwrap(json_t *msg, json_t *flags);
 extern json_t *evo_content(json_t *msg, json_t *data, json_t *out, const char **kind);

@@ -8,9 +8,10 @@
  * value, and returns {"events": [...], "ignored": [...]}:
  *
  *   field "messages"      each message as a seed-000 envelope, each status
- *   field "history"       {"kind": "history", ...} with the value as is
- *   smb_app_state_sync    {"kind": "state_sync", ...}
- *   smb_message_echoes    {"kind": "echoes", ...}
+ *   field "history"       {"kind": "history", "chunks": [...]}
+ *   smb_app_state_sync    {"kind": "state_sync", "contacts": [...]}
+ *   smb_message_echoes    {"kind": "echoes", "echoes": [...]}
+ *   (inbound_coexistence.c reads these three)
  *
  * A batch is never read only in part: some gateways read entry[0].changes[0]
  * and lose the rest, and a history chunk can carry thousands of messages, so
@@ -82,8 +83,8 @@ shared_contact(json_t *c)
 }
 
 /* The message object of a Cloud API message; type is its "type". */
-static json_t *
-meta_content(json_t *m, const char *type, const char *path)
+json_t *
+pgwa_meta_content(json_t *m, const char *type, const char *path)
 {
 	json_t	   *out = json_object();
 	json_t	   *c = json_object_get(m, type);
@@ -278,7 +279,7 @@ meta_message(inb_result *res, meta_change *ch, json_t *m, const char *path)
 	json_object_set_new(ev, "kind", json_string("message"));
 	json_object_set_new(ev, "envelope",
 						inb_envelope(id, ch->phone_number_id, iso, contact,
-									 meta_content(m, type, path), metadata));
+									 pgwa_meta_content(m, type, path), metadata));
 	inb_event(res, ev);
 }
 
@@ -408,7 +409,7 @@ messages_change(inb_result *res, meta_change *ch, json_t *value)
 		inb_ignore(res, "empty_change", ch->path[0] ? ch->path : "value");
 }
 
-/* Coexistence fields: classified here, applied by the history pipeline. */
+/* Coexistence fields: read by inbound_coexistence.c, applied by the history pipeline. */
 static void
 coexistence_change(inb_result *res, meta_change *ch, json_t *value, const char *kind)
 {
@@ -420,7 +421,8 @@ coexistence_change(inb_result *res, meta_change *ch, json_t *value, const char *
 	json_object_set_new(ev, "kind", json_string(kind));
 	json_object_set_new(ev, "phoneNumberId", pnid ? json_string(pnid) : json_null());
 	inb_set_str(ev, "wabaId", ch->waba_id);
-	json_object_set(ev, "value", value);
+	pgwa_meta_coexistence(ev, kind, value,
+						  metadata ? inb_str(metadata, "display_phone_number", meta_path) : NULL, ch->path);
 	inb_event(res, ev);
 }
 

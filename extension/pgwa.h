@@ -56,6 +56,7 @@ extern int	pgwa_lease_s;
 extern int	pgwa_idle_poll_ms;
 extern int	pgwa_inbound_batch;
 extern int	pgwa_inbound_linger_ms;
+extern int	pgwa_history_sync_stall_min;
 extern int	pgwa_inbound_workers;
 extern int	pgwa_webhook_max_in_flight;
 extern int	pgwa_webhook_timeout_ms;

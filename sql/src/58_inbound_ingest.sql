@@ -253,7 +253,8 @@ BEGIN
 	END;
 	v_reason := CASE WHEN v_state = 'PW422' AND v_field = 'event' THEN 'raw_fallback_disabled'
 	                 WHEN v_state = 'PW400' THEN 'validation_failed' WHEN v_state = 'PW422' THEN 'unprocessable'
-	                 WHEN v_state = 'PW413' THEN 'payload_too_large' END;
+	                 WHEN v_state = 'PW413' THEN 'payload_too_large'
+	                 WHEN v_state = 'PW409' THEN 'conflict' END;
 	IF v_reason IS NOT NULL THEN
 		IF v_reason = 'raw_fallback_disabled' THEN
 			v_message := 'raw Baileys events are not enabled for this instance (settings.raw_fallback)';

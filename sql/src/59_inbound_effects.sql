@@ -8,8 +8,8 @@
 --   echo        a message the instance itself sent (phone app, API)
 --   connection  the instance's connection state: pauses or resumes its queue
 --   qrcode      the latest pairing QR code
---   history, state_sync, echoes   Cloud API coexistence (seed 002): kept,
---               and the event marked deferred for the stage that imports them
+--   history, state_sync, echoes   Cloud API coexistence (seed 002), applied
+--               by the history pipeline (64_history_sync.sql)
 -------------------------------------------------------------------------------
 
 -- What a Cloud API webhook is checked against, per instance. The app secret
@@ -451,9 +451,9 @@ BEGIN
 		WHEN 'echo' THEN pgwa._apply_echo(inst, ev, e)
 		WHEN 'connection' THEN pgwa._apply_connection(inst, ev, e)
 		WHEN 'qrcode' THEN pgwa._apply_qrcode(inst, ev, e)
-		WHEN 'history' THEN jsonb_build_object('result', 'deferred', 'reason', e->>'kind')
-		WHEN 'state_sync' THEN jsonb_build_object('result', 'deferred', 'reason', e->>'kind')
-		WHEN 'echoes' THEN jsonb_build_object('result', 'deferred', 'reason', e->>'kind')
+		WHEN 'history' THEN pgwa._apply_history(inst, ev, e)
+		WHEN 'state_sync' THEN pgwa._apply_state_sync(inst, ev, e)
+		WHEN 'echoes' THEN pgwa._apply_smb_echoes(inst, ev, e)
 		ELSE jsonb_build_object('result', 'ignored', 'reason', 'unknown_kind') END
 	       || jsonb_build_object('kind', e->>'kind', 'payloadType', e->>'payloadType');
 END $$;

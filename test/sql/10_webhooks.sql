@@ -389,14 +389,12 @@ SELECT i.name, count(*) AS messages FROM pgwa.messages m JOIN pgwa.instances i O
 WHERE m.broker_message_id LIKE 'wamid.E%' GROUP BY 1 ORDER BY 1;
 SELECT pg_temp.meta(:'m_multi');
 
--- coexistence fields are kept for later: the event is deferred, never retried nor purged
+-- coexistence fields go through the history pipeline (test 14_history_sync): contacts, history, echoes
 SELECT pg_temp.meta(:'m_coex');
-SELECT status, result->'deferred' AS deferred, (SELECT string_agg(r->>'kind', ',') FROM jsonb_array_elements(result->'events') r) AS kinds
+SELECT status, (SELECT string_agg(r->>'kind' || ':' || (r->>'result'), ',') FROM jsonb_array_elements(result->'events') r) AS kinds
 FROM pg_temp.last_event();
 SELECT e.id AS coex_event FROM pg_temp.last_event() e \gset
 SELECT (pgwa.apply_event(:coex_event))->>'status' AS apply_again;
-UPDATE pgwa.webhook_events SET received_at = now() - interval '90 days' WHERE id = :coex_event;
-SELECT pgwa.purge_webhook_events('30 days') >= 0 AS purged, EXISTS (SELECT 1 FROM pgwa.webhook_events WHERE id = :coex_event) AS deferred_kept;
 -- other fields and a change's errors are ignored, with their reasons
 SELECT pg_temp.meta(:'m_other');
 SELECT r->>'reason' AS reason, count(*) FROM pg_temp.last_event() e, jsonb_array_elements(e.result->'events') r GROUP BY 1 ORDER BY 1;
