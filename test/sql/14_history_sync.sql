@@ -32,7 +32,7 @@ DECLARE
 BEGIN
 	PERFORM pgwa.apply_pending();
 	SELECT string_agg(w.status || coalesce(' ' || w.error_sqlstate || ' ' || w.error_field || ': ' || w.last_error, '')
-	                  || coalesce(' ' || ((w.result->'events'->0) - 'payloadType' - 'kind')::text, ''), '; ' ORDER BY w.id)
+	                  || coalesce(' ' || ((w.result->'events'->0) - 'payloadType' - 'kind' - 'leadId' - 'ticketId' - 'messageId')::text, ''), '; ' ORDER BY w.id)
 	INTO v FROM pgwa.webhook_events w
 	WHERE w.id = (r->>'eventId')::bigint
 	   OR w.id IN (SELECT x::bigint FROM jsonb_array_elements_text(coalesce(r->'eventIds', '[]')) x);
