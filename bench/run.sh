@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(enqueue_sql enqueue_http dispatch latency scheduled ingest)
+[ ${#benches[@]} -gt 0 ] || benches=(enqueue_sql enqueue_http dispatch latency scheduled ingest history)
 
 started=$(date +%s)
 bench_build

@@ -47,6 +47,7 @@
 static SPIPlanPtr apply_plan = NULL;
 static int	my_slot = 0;
 static TimestampTz claim_from = 0;	/* 0: from the first waiting event */
+static bool batch_more = false;	/* the last batch was full, or cut by size */
 
 void
 pgwa_register_applier(void)
@@ -88,12 +89,13 @@ apply_batch(void)
 	bool		isnull;
 	int			n = 0;
 
+	batch_more = false;
 	worker_begin_xact("pgwa: applying inbound events");
 	if (apply_plan == NULL)
 	{
 		Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 
-		apply_plan = pgwa_keep_plan("SELECT taken, oldest FROM pgwa._apply_pending($1, $2)", 2, types);
+		apply_plan = pgwa_keep_plan("SELECT taken, oldest, more FROM pgwa._apply_pending($1, $2)", 2, types);
 	}
 	args[0] = Int32GetDatum(pgwa_inbound_batch);
 	args[1] = TimestampTzGetDatum(claim_from);
@@ -105,6 +107,7 @@ apply_batch(void)
 		oldest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		if (n > 0 && !isnull)
 			claim_from = DatumGetTimestampTz(oldest) - (TimestampTz) CLAIM_MARGIN_MS * 1000;
+		batch_more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)) && !isnull;
 	}
 	worker_end_xact();
 	return n;
@@ -212,7 +215,7 @@ pgwa_applier_main(Datum main_arg)
 			MemoryContextReset(loop_cxt);
 			if (failed || n == 0 || retry_due(last_retry))
 				break;
-			if (n >= pgwa_inbound_batch)
+			if (batch_more)
 			{
 				/* a full batch: more wait, let the next applier help */
 				pgwa_shmem_wake_applier(my_slot + 1);

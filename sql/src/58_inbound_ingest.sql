@@ -344,18 +344,29 @@ LANGUAGE sql AS $$ SELECT pgwa._apply_and_report(p_event_id, true) $$;
 -- applied events that the pending index keeps until VACUUM, or until no
 -- snapshot can see them (a long transaction anywhere keeps them all). An
 -- event committed so late that it falls before p_from is taken by
--- pgwa.retry_failed_events, which looks at all of them. Returns how many it
--- took and the oldest one's receipt.
-CREATE FUNCTION pgwa._apply_pending(p_limit int, p_from timestamptz, OUT taken int, OUT oldest timestamptz)
+-- pgwa.retry_failed_events, which looks at all of them. A batch also stops
+-- at about 4 MB of stored bodies (always one event at least): a history
+-- webhook can carry thousands of messages, and a hundred of them in one
+-- transaction would hold their locks for seconds; the events left out stay
+-- waiting for the next claim. Returns how many it took, the oldest one's
+-- receipt, and whether more wait (a full or cut batch).
+CREATE FUNCTION pgwa._apply_pending(p_limit int, p_from timestamptz,
+                                    OUT taken int, OUT oldest timestamptz, OUT more boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
-	v_ids bigint[];
+	v_ids     bigint[];
+	v_claimed int;
 BEGIN
-	SELECT array_agg(id ORDER BY s.received_at, s.id), min(s.received_at) INTO v_ids, oldest FROM (
-		SELECT w.id, w.received_at FROM pgwa.webhook_events w
-		WHERE w.status = 'received' AND w.received_at >= coalesce(p_from, '-infinity')
-		ORDER BY w.received_at, w.id LIMIT p_limit FOR UPDATE SKIP LOCKED) s;
+	SELECT array_agg(c.id ORDER BY c.received_at, c.id) FILTER (WHERE c.before < 4194304 OR c.rn = 1),
+	       min(c.received_at) FILTER (WHERE c.before < 4194304 OR c.rn = 1), count(*)
+	INTO v_ids, oldest, v_claimed
+	FROM (SELECT s.*, row_number() OVER w AS rn, coalesce(sum(s.size) OVER w - s.size, 0) AS before
+	      FROM (SELECT w.id, w.received_at, pg_column_size(w.body) AS size FROM pgwa.webhook_events w
+	            WHERE w.status = 'received' AND w.received_at >= coalesce(p_from, '-infinity')
+	            ORDER BY w.received_at, w.id LIMIT p_limit FOR UPDATE SKIP LOCKED) s
+	      WINDOW w AS (ORDER BY s.received_at, s.id)) c;
 	taken := coalesce(cardinality(v_ids), 0);
+	more := v_claimed >= p_limit OR taken < v_claimed;
 	IF taken > 0 THEN
 		PERFORM pgwa._apply_events(v_ids, false);
 	END IF;
