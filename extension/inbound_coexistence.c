@@ -66,11 +66,14 @@ lower_ascii(const char *s)
 	return out;
 }
 
-/* Digits of a phone or wa_id, NULL when it is none. */
+/* E.164 digits of a phone or wa_id (8 to 15), NULL when it is none. */
 static char *
 phone_of(const char *s)
 {
-	return s == NULL ? NULL : inb_phone(s);
+	char	   *p = s == NULL ? NULL : inb_phone(s);
+	size_t		n = p == NULL ? 0 : strlen(p);
+
+	return n >= 8 && n <= 15 ? p : NULL;
 }
 
 static json_t *

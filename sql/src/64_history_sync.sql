@@ -152,9 +152,10 @@ END $$;
 -------------------------------------------------------------------------------
 -- History messages (a chunk's, or media sent later) into leads,
 -- conversations and messages: no ticket, no window (seed 002 D1, D2).
--- Returns the messages and leads it created.
+-- Returns the messages and leads it created, and the messages it completed
+-- (media, status or time a first delivery lacked).
 CREATE FUNCTION pgwa._import_history(inst pgwa.instances, p_event bigint, p_msgs jsonb,
-                                     OUT new_messages int, OUT new_leads int)
+                                     OUT new_messages int, OUT new_leads int, OUT updated int)
 LANGUAGE plpgsql AS $$
 BEGIN
 	-- one writer per contact, as live messages take it (pgwa._apply_live)
@@ -220,8 +221,9 @@ BEGIN
 			       OR (excluded.metadata ? 'historyStatus' AND NOT g.metadata ? 'historyStatus')
 			       OR excluded.broker_timestamp < g.broker_timestamp)
 		RETURNING (xmax = 0) AS created)
-	SELECT (SELECT count(*) FILTER (WHERE created) FROM ins), (SELECT count(*) FILTER (WHERE created) FROM l)
-	INTO new_messages, new_leads;
+	SELECT (SELECT count(*) FILTER (WHERE created) FROM ins), (SELECT count(*) FILTER (WHERE created) FROM l),
+	       (SELECT count(*) FILTER (WHERE NOT created) FROM ins)
+	INTO new_messages, new_leads, updated;
 END $$;
 
 -- The sync's state from the chunks seen: progress and place are the
@@ -266,11 +268,15 @@ DECLARE
 	n_dup   int := 0;
 	n_msgs  int := 0;
 	n_leads int := 0;
+	n_upd   int := 0;
+	v_news  boolean := false;	-- a decline recorded now
 BEGIN
 	FOR ch IN SELECT x FROM jsonb_array_elements(e->'chunks') x LOOP
 		IF ch ? 'errors' THEN
 			-- the business declined to share its history
-			IF s.status IN ('syncing', 'completed') THEN
+			IF s.status = 'declined' THEN
+				CONTINUE;	-- said before
+			ELSIF s.status IN ('syncing', 'completed') THEN
 				PERFORM pgwa._raise('PW409', format('history sharing declined after the sync was %s', s.status),
 				                    'history.errors');
 			END IF;
@@ -278,6 +284,7 @@ BEGIN
 			       error_message = coalesce(ch->'errors'->0->>'message', ch->'errors'->0->>'title'),
 			       last_payload_at = now(), updated_at = now()
 			WHERE instance_id = inst.id RETURNING * INTO s;
+			v_news := true;
 			PERFORM pgwa._audit(inst.tenant_id, inst.id, 'history_sync.declined', ch->'errors');
 			PERFORM pgwa._emit(inst.tenant_id, 'history_sync.updated', pgwa._history_sync_json(s));
 			CONTINUE;
@@ -295,6 +302,7 @@ BEGIN
 		r := pgwa._import_history(inst, ev.id, ch->'messages');
 		n_msgs := n_msgs + r.new_messages;
 		n_leads := n_leads + r.new_leads;
+		n_upd := n_upd + r.updated;
 		IF prev.instance_id IS NULL THEN
 			INSERT INTO pgwa.history_chunks (instance_id, phase, chunk_order, progress, threads, messages, event_id)
 			VALUES (inst.id, (ch->>'phase')::int, (ch->>'chunkOrder')::int, (ch->>'progress')::int,
@@ -308,6 +316,7 @@ BEGIN
 		r := pgwa._import_history(inst, ev.id, e->'media');
 		n_msgs := n_msgs + r.new_messages;
 		n_leads := n_leads + r.new_leads;
+		n_upd := n_upd + r.updated;
 	END IF;
 	IF n_new + n_dup > 0 THEN
 		UPDATE pgwa.history_syncs SET messages_imported = messages_imported + n_msgs
@@ -321,15 +330,15 @@ BEGIN
 		UPDATE pgwa.history_syncs SET messages_imported = messages_imported + n_msgs, last_payload_at = now()
 		WHERE instance_id = inst.id;
 	END IF;
-	RETURN jsonb_build_object('result', CASE WHEN n_new > 0 OR n_msgs > 0 OR jsonb_array_length(e->'chunks') = 0
-	                                          OR s.status = 'declined' THEN 'accepted' ELSE 'duplicate' END,
+	RETURN jsonb_build_object('result', CASE WHEN n_new + n_msgs + n_upd > 0 OR v_news THEN 'accepted'
+	                                          ELSE 'duplicate' END,
 	                          'reason', 'history', 'chunks', n_new, 'repeatedChunks', n_dup,
-	                          'messages', n_msgs, 'leads', n_leads, 'sync', s.status);
+	                          'messages', n_msgs, 'completedMessages', n_upd, 'leads', n_leads, 'sync', s.status);
 END $$;
 
 -- Contacts of the business app (smb_app_state_sync): add upserts the lead
 -- (source state_sync when new, the name as pushName), remove marks it
--- inactive; no ticket. A change older than the last one applied to that
+-- inactive; no ticket. A change not newer than the last one applied to that
 -- contact is stale and left out, so redeliveries and reordering are harmless.
 CREATE FUNCTION pgwa._apply_state_sync(inst pgwa.instances, ev pgwa.webhook_events, e jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
@@ -358,13 +367,13 @@ BEGIN
 			name = coalesce(k.name, excluded.name),
 			active = true, deleted_at = NULL, last_synced_at = now(), updated_at = now(),
 			metadata = k.metadata || jsonb_build_object('stateSyncAt', excluded.metadata->'stateSyncAt')
-			WHERE coalesce((k.metadata->>'stateSyncAt')::timestamptz, '-infinity') <= (excluded.metadata->>'stateSyncAt')::timestamptz
+			WHERE coalesce((k.metadata->>'stateSyncAt')::timestamptz, '-infinity') < (excluded.metadata->>'stateSyncAt')::timestamptz
 		RETURNING (xmax = 0) AS created),
 	rms AS (
 		UPDATE pgwa.leads k SET active = false, deleted_at = c.at, last_synced_at = now(), updated_at = now(),
 		       metadata = k.metadata || jsonb_build_object('stateSyncAt', pgwa._iso(c.at))
 		FROM c WHERE c.action = 'remove' AND k.tenant_id = inst.tenant_id AND k.phone = c.phone
-		  AND coalesce((k.metadata->>'stateSyncAt')::timestamptz, '-infinity') <= c.at
+		  AND coalesce((k.metadata->>'stateSyncAt')::timestamptz, '-infinity') < c.at
 		RETURNING k.id)
 	SELECT (SELECT count(*) FROM adds), (SELECT count(*) FILTER (WHERE created) FROM adds), (SELECT count(*) FROM rms)
 	INTO n_add, n_new, n_rm;
@@ -472,3 +481,53 @@ BEGIN
 	RETURN (SELECT cron.schedule('pgwa-history-sync-check', '* * * * *',
 	                             'SELECT pgwa.check_stalled_history_syncs()'));
 END $$;
+
+-------------------------------------------------------------------------------
+-- Origins in the API (seed 002 section 6)
+-------------------------------------------------------------------------------
+-- A lead as the API shows it, with its source. PW404 outside the tenant.
+CREATE FUNCTION pgwa.lead_json(p_tenant uuid, p_lead text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	l pgwa.leads;
+BEGIN
+	SELECT * INTO l FROM pgwa.leads WHERE tenant_id = p_tenant AND id = pgwa._uuid_or_null(p_lead);
+	IF l.id IS NULL THEN
+		PERFORM pgwa._raise('PW404', 'lead not found', 'lead_id');
+	END IF;
+	RETURN jsonb_build_object(
+		'id', l.id, 'phoneNumber', CASE WHEN l.phone IS NOT NULL THEN '+' || l.phone END, 'lid', l.lid,
+		'name', l.name, 'pushName', l.push_name, 'source', l.source, 'active', l.active,
+		'window', pgwa._window_state(l), 'messageWindowExpiresAt', pgwa._iso(l.window_expires_at),
+		'createdAt', pgwa._iso(l.created_at), 'lastMessageAt', pgwa._iso(l.last_message_at),
+		'lastSyncedAt', pgwa._iso(l.last_synced_at), 'deletedAt', pgwa._iso(l.deleted_at));
+END $$;
+
+-- A ticket as seed 002 shows it: its origin, its lead's, and the
+-- conversations' messages with theirs (history, live, app_echo), the last
+-- p_limit of them in time order. PW404 outside the tenant.
+CREATE FUNCTION pgwa.ticket_detail(p_tenant uuid, p_ticket text, p_limit int DEFAULT 100) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	t pgwa.tickets;
+BEGIN
+	SELECT * INTO t FROM pgwa.tickets WHERE tenant_id = p_tenant AND id = pgwa._uuid_or_null(p_ticket);
+	IF t.id IS NULL THEN
+		PERFORM pgwa._raise('PW404', 'ticket not found', 'ticket_id');
+	END IF;
+	RETURN jsonb_build_object('ticket', pgwa.ticket_json(t.id)
+		|| jsonb_build_object('lead', pgwa.lead_json(p_tenant, t.lead_id::text))
+		|| jsonb_build_object('messages', coalesce((
+			SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+			           'id', m.id, 'source', m.source, 'direction', m.direction, 'type', m.type,
+			           'status', m.status, 'brokerMessageId', m.broker_message_id,
+			           'timestamp', pgwa._iso(coalesce(m.broker_timestamp, m.created_at)),
+			           'body', m.content->>'text')) ORDER BY coalesce(m.broker_timestamp, m.created_at), m.id)
+			FROM (SELECT m.* FROM pgwa.conversations c
+			      CROSS JOIN LATERAL (SELECT * FROM pgwa.messages m
+			                          WHERE m.instance_id = c.instance_id AND m.conversation_id = c.id
+			                          ORDER BY m.created_at DESC LIMIT p_limit) m
+			      WHERE c.tenant_id = p_tenant AND c.lead_id = t.lead_id
+			      ORDER BY coalesce(m.broker_timestamp, m.created_at) DESC LIMIT p_limit) m), '[]')));
+END $$;
+

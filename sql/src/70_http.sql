@@ -377,6 +377,14 @@ BEGIN
 				RETURN pgwa._http_dead_letters(pgwa._tenant_instance(v_tenant, p_seg[3]), p_query);
 			END IF;
 			RETURN pgwa._not_allowed(p_method, 'GET');
+		ELSIF n = 4 AND p_seg[4] = 'history-sync' THEN
+			-- the coexistence history sync (64_history_sync.sql)
+			IF p_method = 'GET' THEN
+				RETURN pgwa._reply(200, pgwa.history_sync_status(pgwa._tenant_instance(v_tenant, p_seg[3])));
+			ELSIF p_method = 'POST' THEN
+				RETURN pgwa._reply(202, pgwa.request_history_sync(pgwa._tenant_instance(v_tenant, p_seg[3])));
+			END IF;
+			RETURN pgwa._not_allowed(p_method, 'GET, POST');
 		ELSIF n = 5 AND p_seg[4] = 'dead-letters' AND p_seg[5] = 'replay' THEN
 			IF p_method = 'POST' THEN
 				RETURN pgwa._http_replay_dead_letters(pgwa._tenant_instance(v_tenant, p_seg[3]));
@@ -391,6 +399,14 @@ BEGIN
 			RETURN pgwa._reply(200, pgwa.cancel(pgwa._tenant_message(v_tenant, p_seg[3])));
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'GET, DELETE');
+	ELSIF p_seg[2] IN ('tickets', 'leads') AND n = 3 THEN
+		-- a ticket with its lead and conversation, a lead, with their origins (seed 002 section 6)
+		v_tenant := pgwa._require_tenant(p_headers);
+		IF p_method = 'GET' THEN
+			RETURN pgwa._reply(200, CASE p_seg[2] WHEN 'tickets' THEN pgwa.ticket_detail(v_tenant, p_seg[3])
+			                                      ELSE pgwa.lead_json(v_tenant, p_seg[3]) END);
+		END IF;
+		RETURN pgwa._not_allowed(p_method, 'GET');
 	ELSIF p_seg[2] = 'webhooks' AND n BETWEEN 2 AND 6 THEN
 		-- client webhook subscriptions (71_http_webhooks.sql)
 		RETURN pgwa._route_webhooks(p_method, p_seg, p_query, pgwa._require_tenant(p_headers), p_body);

@@ -29,6 +29,37 @@ LANGUAGE sql IMMUTABLE AS $$
 	       || coalesce(p_samples || E'\n', '')
 $$;
 
+-- The history syncs in exposition format (pgwa.metrics): messages and
+-- contacts imported, progress, state and duration per instance.
+CREATE FUNCTION pgwa._history_sync_metrics() RETURNS text
+LANGUAGE sql STABLE AS $$
+	WITH h AS (
+		SELECT format('instance_name="%s",instance_id="%s"', pgwa._prom_escape(i.name), i.id) AS labels, i.name, s.*,
+		       extract(epoch FROM coalesce(s.completed_at, now()) - s.started_at) AS seconds
+		FROM pgwa.history_syncs s JOIN pgwa.instances i ON i.id = s.instance_id)
+	SELECT concat(
+		pgwa._prom_family('pgwa_history_messages_imported_total', 'counter',
+			'Messages imported by coexistence history sync (history chunks and their media).',
+			(SELECT string_agg(format('pgwa_history_messages_imported_total{%s} %s', labels, messages_imported), E'\n'
+			                   ORDER BY name COLLATE "C") FROM h)),
+		pgwa._prom_family('pgwa_history_contacts_imported_total', 'counter',
+			'Contacts added or updated by smb_app_state_sync.',
+			(SELECT string_agg(format('pgwa_history_contacts_imported_total{%s} %s', labels, contacts_imported), E'\n'
+			                   ORDER BY name COLLATE "C") FROM h)),
+		pgwa._prom_family('pgwa_history_sync_progress_percent', 'gauge',
+			'Progress of the history sync, as the last chunks said (0-100).',
+			(SELECT string_agg(format('pgwa_history_sync_progress_percent{%s} %s', labels, progress), E'\n'
+			                   ORDER BY name COLLATE "C") FROM h)),
+		pgwa._prom_family('pgwa_history_sync_state', 'gauge',
+			'The history sync state of an instance (1 for its current state).',
+			(SELECT string_agg(format('pgwa_history_sync_state{%s,state="%s"} 1', labels, status), E'\n'
+			                   ORDER BY name COLLATE "C") FROM h)),
+		pgwa._prom_family('pgwa_history_sync_duration_seconds', 'gauge',
+			'Time from the first contacts or chunk to completion (so far, while syncing).',
+			(SELECT string_agg(format('pgwa_history_sync_duration_seconds{%s} %s', labels, round(seconds::numeric, 3)),
+			                   E'\n' ORDER BY name COLLATE "C") FROM h WHERE started_at IS NOT NULL)))
+$$;
+
 -- Every metric of this database, in exposition format (ends with a line feed).
 CREATE FUNCTION pgwa.metrics() RETURNS text
 LANGUAGE sql VOLATILE AS $$
@@ -102,5 +133,6 @@ LANGUAGE sql VOLATILE AS $$
 			(SELECT format('pgwa_backlog_messages %s', coalesce(sum(n), 0)) FROM backlog)),
 		-- inbound webhooks (seed 000): whatsapp_webhook_events_total{result,reason,payload_type}
 		(SELECT string_agg(l, E'\n') || E'\n' FROM pgwa.webhook_metrics() l),
-		pgwa._client_webhook_metrics())
+		pgwa._client_webhook_metrics(),
+		pgwa._history_sync_metrics())
 $$;

@@ -1,5 +1,6 @@
 -- Deterministic mutation fuzzing of the inbound dialects: every fixture of
--- test/fixtures/evolution and test/fixtures/meta is damaged a thousand times
+-- test/fixtures/evolution, test/fixtures/meta and test/fixtures/coexistence
+-- (Cloud API bodies too) is damaged a thousand times
 -- (a node anywhere removed, replaced by a value of another type or size, a
 -- member added, the body replaced). Each result must be either events of the
 -- documented shapes or a PW error: never a crash, never another error.
@@ -8,9 +9,10 @@ SELECT plan(12);
 SELECT setseed(0.57);
 
 CREATE TEMP TABLE fixture_raw (path text, body text);
-\copy fixture_raw from program 'for f in test/fixtures/evolution/*.json test/fixtures/meta/*.json; do printf "%s\037" "$f"; tr -d "\n" < "$f"; echo; done' with (format csv, delimiter E'\x1f', quote E'\x01')
+\copy fixture_raw from program 'for f in test/fixtures/evolution/*.json test/fixtures/meta/*.json test/fixtures/coexistence/*.json; do printf "%s\037" "$f"; tr -d "\n" < "$f"; echo; done' with (format csv, delimiter E'\x1f', quote E'\x01')
 CREATE TEMP TABLE fixture AS
-	SELECT row_number() OVER (ORDER BY path COLLATE "C") AS id, split_part(path, '/', 3) AS dialect,
+	SELECT row_number() OVER (ORDER BY path COLLATE "C") AS id,
+	       CASE split_part(path, '/', 3) WHEN 'coexistence' THEN 'meta' ELSE split_part(path, '/', 3) END AS dialect,
 	       split_part(path, '/', 4) AS name, body::jsonb AS body
 	FROM fixture_raw;
 
@@ -97,7 +99,12 @@ BEGIN
 				                              WHERE e->>'kind' NOT IN ('message', 'status', 'connection', 'qrcode', 'echo',
 				                                                       'history', 'state_sync', 'echoes')
 				                                 OR (e->>'kind' = 'status' AND e->>'status' NOT IN
-				                                     ('sent', 'delivered', 'read', 'played', 'failed')))
+				                                     ('sent', 'delivered', 'read', 'played', 'failed'))
+				                                 OR (e->>'kind' = 'history' AND EXISTS (
+				                                     SELECT 1 FROM jsonb_array_elements(e->'chunks') c,
+				                                                   jsonb_array_elements(c->'messages') m
+				                                     WHERE m->>'phone' !~ '^[0-9]{7,15}$'
+				                                        OR (c->>'progress')::int NOT BETWEEN 0 AND 100)))
 				              AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r->'ignored') g
 				                              WHERE jsonb_typeof(g->'reason') <> 'string')),
 				r IS NULL OR NOT EXISTS (
