@@ -44,9 +44,9 @@ is "$(sql "SELECT string_agg(phone || ':' || source, ' ' ORDER BY phone) FROM pg
 is "$(sql "SELECT count(*) FROM pgwa.tickets WHERE tenant_id = '$TENANT'")" 0 "no ticket from the history"
 
 # Then live: a history lead writes, and a new contact.
-is "$(meta "$(dirname "$0")/../fixtures/meta/text.json" 's/16505551234/5511987654321/g; s/wamid\./wamid.e2e-live-1./')" 200 \
+is "$(meta "$(dirname "$0")/../fixtures/meta/text.json" 's/16505551234/5511987654321/g; s/wamid\./wamid.e2e-live-1./; s/1749416383/1760000000/')" 200 \
 	"a history lead writes"
-is "$(meta "$(dirname "$0")/../fixtures/meta/text.json" 's/16505551234/5511944443333/g; s/wamid\./wamid.e2e-live-2./')" 200 \
+is "$(meta "$(dirname "$0")/../fixtures/meta/text.json" 's/16505551234/5511944443333/g; s/wamid\./wamid.e2e-live-2./; s/1749416383/1760000000/')" 200 \
 	"a new contact writes"
 ticket_of() { sql "SELECT t.id FROM pgwa.tickets t JOIN pgwa.leads l ON l.tenant_id = t.tenant_id AND l.id = t.lead_id
                    WHERE t.tenant_id = '$TENANT' AND l.phone = '$1'"; }
@@ -63,7 +63,7 @@ is "$(j .ticket.originatedFrom) $(j .ticket.window) $(j '.ticket.messageWindowEx
 req GET "/v1/tickets/$(ticket_of 5511944443333)" "" "$(new_tenant e2e-history-third)"
 is "$STATUS" 404 "another tenant cannot read the ticket"
 
-req GET /metrics
+req GET /metrics "" "$PGWA_ADMIN_KEY"
 ok "the metrics count the import" grep -q "pgwa_history_messages_imported_total{instance_name=\"hist-e2e\",instance_id=\"$INST\"} 8" <<< "$BODY"
 ok "and the state" grep -q "pgwa_history_sync_state{instance_name=\"hist-e2e\",instance_id=\"$INST\",state=\"completed\"} 1" <<< "$BODY"
 
