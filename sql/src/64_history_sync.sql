@@ -442,8 +442,8 @@ END $$;
 -- Instances whose consent was asked more than pgwa.history_sync_stall ago
 -- (30 min by default) and that received no history: marked failed, with an
 -- alert event (whatsapp.history_sync.stalled) and an audit entry, once.
--- pg_cron runs it every minute (pgwa.schedule_history_sync_check). Returns
--- how many it marked.
+-- pg_cron runs it every minute (pgwa.schedule_maintenance). Returns how many
+-- it marked.
 CREATE FUNCTION pgwa.check_stalled_history_syncs() RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -470,17 +470,6 @@ BEGIN
 	RETURN n;
 END $$;
 
--- Registers pgwa.check_stalled_history_syncs() with pg_cron, every minute.
--- Returns the job id.
-CREATE FUNCTION pgwa.schedule_history_sync_check() RETURNS bigint
-LANGUAGE plpgsql AS $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
-		PERFORM pgwa._raise('PW503', 'pg_cron is not installed in this database', NULL);
-	END IF;
-	RETURN (SELECT cron.schedule('pgwa-history-sync-check', '* * * * *',
-	                             'SELECT pgwa.check_stalled_history_syncs()'));
-END $$;
 
 -------------------------------------------------------------------------------
 -- Origins in the API (seed 002 section 6)

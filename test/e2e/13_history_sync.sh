@@ -67,8 +67,13 @@ req GET /metrics "" "$PGWA_ADMIN_KEY"
 ok "the metrics count the import" grep -q "pgwa_history_messages_imported_total{instance_name=\"hist-e2e\",instance_id=\"$INST\"} 8" <<< "$BODY"
 ok "and the state" grep -q "pgwa_history_sync_state{instance_name=\"hist-e2e\",instance_id=\"$INST\",state=\"completed\"} 1" <<< "$BODY"
 
-# pg_cron runs the stalled-sync check.
-JOB=$(sql "SELECT pgwa.schedule_history_sync_check()")
+# pg_cron runs the stalled-sync check (with the other maintenance jobs).
+JOBS=$(sql "SELECT pgwa.schedule_maintenance()")
+JOB=$(jq -r '."pgwa-history-sync-check"' <<< "$JOBS")
 is "$(sql "SELECT schedule || ' ' || command FROM cron.job WHERE jobid = $JOB")" \
 	"* * * * * SELECT pgwa.check_stalled_history_syncs()" "pg_cron runs the stalled-sync check every minute"
-sql "SELECT cron.unschedule($JOB)" > /dev/null
+is "$(sql "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pgwa-%'")" 5 "and the other maintenance jobs"
+is "$(jq -c 'keys' <<< "$(sql "SELECT pgwa.schedule_maintenance()")")" "$(jq -c 'keys' <<< "$JOBS")" \
+	"scheduling again updates the same jobs"
+is "$(sql "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pgwa-%'")" 5 "still five"
+sql "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgwa-%'" > /dev/null
