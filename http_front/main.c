@@ -27,6 +27,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "request.h"
 
 struct config
@@ -37,6 +38,8 @@ struct config
 	unsigned int timeout;
 	unsigned int max_connections;
 	unsigned int shutdown_grace;
+	unsigned int rate_limit;
+	unsigned int rate_burst;
 	size_t		max_body;
 	bool		access_log;
 };
@@ -58,6 +61,8 @@ usage(FILE *out)
 			"  PGWA_HTTP_MAX_CONNECTIONS  concurrent connection limit (1024)\n"
 			"  PGWA_HTTP_SHUTDOWN_GRACE   seconds to drain requests on shutdown (10)\n"
 			"  PGWA_HTTP_ACCESS_LOG       0 disables the access log (1)\n"
+			"  PGWA_HTTP_RATE_LIMIT       requests per second per API key, 0 for none (0)\n"
+			"  PGWA_HTTP_RATE_BURST       requests a key may send at once (2 x the limit)\n"
 			"  PGWA_DSN                   libpq connection string; else PG* variables\n");
 }
 
@@ -117,6 +122,9 @@ read_config(struct config *cfg, int argc, char **argv)
 		env_number("PGWA_HTTP_MAX_CONNECTIONS", 1024, 1, 1000000);
 	cfg->shutdown_grace = (unsigned int)
 		env_number("PGWA_HTTP_SHUTDOWN_GRACE", 10, 0, 3600);
+	cfg->rate_limit = (unsigned int) env_number("PGWA_HTTP_RATE_LIMIT", 0, 0, 1000000);
+	cfg->rate_burst = (unsigned int)
+		env_number("PGWA_HTTP_RATE_BURST", 2ULL * cfg->rate_limit, 0, 2000000);
 
 	log_flag = getenv("PGWA_HTTP_ACCESS_LOG");
 	cfg->access_log = true;
@@ -311,6 +319,7 @@ main(int argc, char **argv)
 
 	log_init(cfg.access_log);
 	request_init(cfg.max_body);
+	ratelimit_init(cfg.rate_limit, cfg.rate_burst);
 	dsn = getenv("PGWA_DSN");
 	db_init(dsn != NULL && dsn[0] != '\0' ? dsn : NULL);
 	json_object_seed(0);

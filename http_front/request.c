@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -25,6 +26,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "request.h"
 #include "response.h"
 #include "text.h"
@@ -336,14 +338,58 @@ call_pgwa_http(struct MHD_Connection *conn, struct request *req)
 					   "INTERNAL", "internal error");
 }
 
+/* The credential as presented: X-API-Key, else a Bearer token, else X-Authorization. */
+static const char *
+presented_key(struct MHD_Connection *conn)
+{
+	const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key");
+
+	if (v != NULL && v[0] != '\0')
+		return v;
+	v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0)
+		return v + 7;
+	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Authorization");
+}
+
+/*
+ * 429 with Retry-After when the key has used its rate (ratelimit.c).
+ * Webhooks from brokers are never limited: a refused webhook may be lost.
+ */
+static enum MHD_Result
+queue_rate_limited(struct MHD_Connection *conn, struct request *req, unsigned int retry_after)
+{
+	size_t		len;
+	char		seconds[16];
+	struct MHD_Response *resp = response_error(MHD_HTTP_TOO_MANY_REQUESTS, "RATE_LIMITED",
+											   "too many requests for this API key, retry later", &len);
+
+	if (resp == NULL)
+		return MHD_NO;
+	snprintf(seconds, sizeof(seconds), "%u", retry_after > 0 ? retry_after : 1);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+	return queue_reply(conn, req, MHD_HTTP_TOO_MANY_REQUESTS, resp, false, len);
+}
+
+static bool
+is_inbound_webhook(const char *path)
+{
+	return strncmp(path, "/webhooks/", 10) == 0 ||
+		strcmp(path, "/api/integrations/whatsapp/webhook") == 0;
+}
+
 /*
  * Hand a fully received request to its handler.  Everything is served by
- * pgwa.http() for now; routes the front has to serve itself (streams,
- * uploads) belong here, ahead of the generic call.
+ * pgwa.http(); routes the front has to serve itself (streams, uploads)
+ * belong here, ahead of the generic call.
  */
 static enum MHD_Result
 dispatch(struct MHD_Connection *conn, struct request *req)
 {
+	unsigned int retry_after = 0;
+
+	if (!is_inbound_webhook(req->path) && !ratelimit_take(presented_key(conn), &retry_after))
+		return queue_rate_limited(conn, req, retry_after);
 	return call_pgwa_http(conn, req);
 }
 
