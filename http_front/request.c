@@ -26,6 +26,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "request.h"
 #include "response.h"
@@ -158,15 +159,36 @@ queue_too_large(struct MHD_Connection *conn, struct request *req)
 					   "PAYLOAD_TOO_LARGE", message);
 }
 
+/* The database's metrics, then the front's own (metrics.c). */
+static void
+append_front_metrics(struct db_reply *reply)
+{
+	size_t		len;
+	char	   *own = metrics_render(&len);
+	char	   *body = own ? realloc(reply->body, reply->body_len + len + 1) : NULL;
+
+	if (body != NULL)
+	{
+		memcpy(body + reply->body_len, own, len);
+		reply->body = body;
+		reply->body_len += len;
+		body[reply->body_len] = '\0';
+	}
+	free(own);
+}
+
 static enum MHD_Result
 queue_db_reply(struct MHD_Connection *conn, struct request *req,
 			   struct db_reply *reply)
 {
 	unsigned int status = reply->status;
-	size_t		len = reply->body_len;
+	size_t		len;
 	bool		has_content_type = false;
 	struct MHD_Response *resp;
 
+	if (status == MHD_HTTP_OK && strcmp(req->path, "/metrics") == 0)
+		append_front_metrics(reply);
+	len = reply->body_len;
 	resp = response_from_reply(reply, req->request_id, &has_content_type);
 	if (resp == NULL)
 		return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR,
@@ -566,6 +588,8 @@ request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	entry.bytes_in = req->bytes_in;
 	entry.bytes_out = req->bytes_out;
 	log_access(&entry);
+	if (req->status != 0)
+		metrics_observe(req->method, req->path, req->status, entry.duration_ms / 1000.0);
 
 	free(req->method);
 	free(req->path);

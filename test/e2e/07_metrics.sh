@@ -136,6 +136,19 @@ is "$(delta 'pgwa_broker_request_duration_seconds_bucket{le="1"}')" 0 "the slow 
 ok "it is in the +Inf bucket" want "$(delta 'pgwa_broker_request_duration_seconds_bucket{le="+Inf"}')" 1
 ok "transfers in flight go back to 0" wait_for 5 bash -c "curl -s -H 'X-API-Key: $PGWA_ADMIN_KEY' $PGWA_URL/metrics | grep -qx 'pgwa_transfers_in_flight 0'"
 
+# The front's own: requests by method, route (ids taken out) and status, and its latency.
+scrape
+BEFORE=$M
+req GET "/v1/instances/$INST" "" "$KEY"
+req GET "/v1/instances/00000000-0000-0000-0000-000000000000" "" "$KEY"
+scrape
+R='pgwa_http_requests_total{method="GET",route="/v1/instances/{id}"'
+is "$(delta "$R,status=\"200\"}") $(delta "$R,status=\"404\"}")" "1 1" \
+	"pgwa_http_requests_total counts each route and status once, ids taken out"
+ok "pgwa_http_request_duration_seconds counts every request" \
+	test "$(delta pgwa_http_request_duration_seconds_count)" -ge 3
+ok "and /metrics with them is valid" prom_check "$E2E_TMP/metrics.txt"
+
 # Counters live in tables: a restart keeps them.
 scrape
 BEFORE=$M
