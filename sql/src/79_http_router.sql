@@ -16,6 +16,8 @@ BEGIN
 			r := pgwa._route_api(p_method, p_seg, p_query, p_headers, p_body);
 		WHEN 'webhooks' THEN
 			r := pgwa._route_webhooks(p_method, p_seg, p_query, p_headers, p_body);
+		WHEN 'connections' THEN
+			r := pgwa._route_connections(p_method, p_seg, p_query, p_headers, p_body);
 		ELSE
 			r := pgwa._route_ops(p_method, p_seg, p_query, p_headers, p_body);
 	END CASE;
