@@ -1,5 +1,5 @@
 -------------------------------------------------------------------------------
--- Operational HTTP routes: /healthz, /metrics (and later /ready).
+-- Operational HTTP routes: /healthz, /ready, /metrics.
 -------------------------------------------------------------------------------
 CREATE FUNCTION pgwa._http_healthz() RETURNS pgwa.http_response
 LANGUAGE plpgsql STABLE AS $$
@@ -29,6 +29,27 @@ BEGIN
 			'status', v_status, 'disabled', m.mode = 'disabled', 'metrics', v_metrics))));
 END $$;
 
+-- Readiness (seed 003 section 11: /ready checks the database and the
+-- workers): 200 when this can serve, 503 otherwise, with the same body
+-- {ready, checks: {database, dispatcher, pg_cron}}. database: this answer
+-- comes from it (pgwa-http answers 503 itself when it has no session).
+-- dispatcher: it runs and serves this database; in mode disabled nothing is
+-- sent or delivered, so readiness does not need it there (it is still
+-- reported). pg_cron: the extension is installed here (the periodic checks
+-- and purges run through it).
+CREATE FUNCTION pgwa._http_ready() RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_dispatcher boolean := pgwa._dispatcher_serves_here();
+	v_cron boolean := EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron');
+	v_ready boolean := (v_dispatcher OR (pgwa.mode()).mode = 'disabled') AND v_cron;
+BEGIN
+	RETURN pgwa._reply(CASE WHEN v_ready THEN 200 ELSE 503 END,
+		jsonb_build_object('ready', v_ready, 'checks', jsonb_build_object(
+			'database', true, 'dispatcher', v_dispatcher, 'pg_cron', v_cron)),
+		'{"Cache-Control": "no-store"}');
+END $$;
+
 -- Prometheus scrape. It names every tenant's instances, so it needs an admin
 -- key (Prometheus: authorization: {credentials: <admin key>}).
 CREATE FUNCTION pgwa._http_metrics(p_headers jsonb) RETURNS pgwa.http_response
@@ -48,6 +69,12 @@ BEGIN
 	IF array_length(p_seg, 1) = 1 AND p_seg[1] = 'healthz' THEN
 		IF p_method IN ('GET', 'HEAD') THEN
 			RETURN pgwa._http_healthz();
+		END IF;
+		RETURN pgwa._not_allowed(p_method, 'GET');
+	END IF;
+	IF array_length(p_seg, 1) = 1 AND p_seg[1] = 'ready' THEN
+		IF p_method IN ('GET', 'HEAD') THEN
+			RETURN pgwa._http_ready();
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'GET');
 	END IF;

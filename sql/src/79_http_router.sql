@@ -18,6 +18,8 @@ BEGIN
 			r := pgwa._route_webhooks(p_method, p_seg, p_query, p_headers, p_body);
 		WHEN 'integrations' THEN
 			r := pgwa._route_seed_send(p_method, p_seg, p_query, p_headers, p_body);
+		WHEN 'connections' THEN
+			r := pgwa._route_connections(p_method, p_seg, p_query, p_headers, p_body);
 		ELSE
 			r := pgwa._route_ops(p_method, p_seg, p_query, p_headers, p_body);
 	END CASE;

@@ -74,3 +74,5 @@ req GET /healthz
 is "$STATUS" 200 "GET /healthz: 200"
 is "$(j .whatsapp.runtime.transport)" http "healthz shows the whatsapp.runtime block"
 is "$(j .dispatcher.running)" true "healthz shows the dispatcher running"
+req GET /ready
+is "$STATUS:$(j .ready):$(j .checks.dispatcher):$(j .checks.pg_cron)" "200:true:true:true" "GET /ready: 200, dispatcher and pg_cron ready"
