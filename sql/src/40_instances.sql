@@ -104,3 +104,44 @@ BEGIN
 	END IF;
 	PERFORM pgwa._wake_dispatcher_on_commit();
 END $$;
+
+-------------------------------------------------------------------------------
+-- Deleting an instance (SQL API)
+-------------------------------------------------------------------------------
+-- Deletes an instance with everything that is only its own: its queue and
+-- attempts, its conversation log, stored webhook events, QR code, webhook
+-- secrets and subscriptions, history sync, counters (by cascade or by the
+-- triggers of 10_tables.sql and 15_inbound_tables.sql). The tenant's leads
+-- and tickets stay: they belong to the tenant, and a ticket keeps the id of
+-- the instance it came through.
+--
+-- A message in flight (claimed by the dispatcher, its broker request under
+-- way) cannot be taken back: the broker may deliver it, and its result would
+-- find no row to land in. The deletion is then refused (PW411, 409) and can
+-- be retried once the attempt is over, seconds later. Waiting messages
+-- (queued, scheduled, failed) go with the instance; their number is
+-- returned. Recorded in pgwa.audit_log.
+CREATE FUNCTION pgwa.delete_instance(p_instance uuid) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+	s    pgwa.instance_state;
+	inst pgwa.instances;
+	n    int;
+BEGIN
+	-- The queue's lock: the dispatcher's claim skips a locked queue and
+	-- enqueue waits for it, so nothing starts while the instance goes.
+	SELECT * INTO s FROM pgwa.instance_state WHERE instance_id = p_instance FOR UPDATE;
+	IF NOT FOUND THEN
+		PERFORM pgwa._raise('PW404', 'instance not found', 'instance_id');
+	END IF;
+	IF s.inflight_seq IS NOT NULL THEN
+		PERFORM pgwa._raise('PW411', 'a message is being sent; retry once its attempt is over',
+		                    'instance_id', format('message seq %s in flight', s.inflight_seq));
+	END IF;
+	SELECT count(*) INTO n FROM pgwa.outbox o
+	WHERE o.instance_id = p_instance AND o.status IN ('queued', 'scheduled', 'failed');
+	DELETE FROM pgwa.instances WHERE id = p_instance RETURNING * INTO inst;
+	PERFORM pgwa._audit(inst.tenant_id, inst.id, 'instance.deleted',
+	                    jsonb_build_object('name', inst.name, 'discardedMessages', n));
+	RETURN n;
+END $$;

@@ -146,6 +146,21 @@ BEGIN
 END $$;
 
 -- The tenant's instance named in the path; another tenant's is not found.
+-- Raises again an error caught in a handler, with its field renamed through
+-- p_map (the names the client used: config.base_url for base_url, ...). A
+-- message that starts with the old name starts with the new one.
+CREATE FUNCTION pgwa._reraise_renamed(p_state text, p_message text, p_field text, p_detail text,
+                                      p_map jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_field text := coalesce(p_map->>p_field, p_field);
+BEGIN
+	IF v_field IS DISTINCT FROM p_field AND p_message LIKE p_field || ' %' THEN
+		p_message := v_field || substr(p_message, length(p_field) + 1);
+	END IF;
+	PERFORM pgwa._raise(p_state, p_message, v_field, p_detail);
+END $$;
+
 CREATE FUNCTION pgwa._tenant_instance(p_tenant uuid, p_id text) RETURNS uuid
 LANGUAGE plpgsql STABLE AS $$
 DECLARE

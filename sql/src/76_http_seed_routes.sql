@@ -25,10 +25,7 @@ EXCEPTION WHEN others THEN
 	GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
 	                        v_field = COLUMN_NAME, v_detail = PG_EXCEPTION_DETAIL;
 	IF v_state LIKE 'PW%' AND p_fields ? v_field THEN
-		-- the normaliser's messages start with the field's name
-		PERFORM pgwa._raise(v_state,
-			regexp_replace(v_message, '^' || v_field || '\M', p_fields->>v_field),
-			p_fields->>v_field, nullif(v_detail, ''));
+		PERFORM pgwa._reraise_renamed(v_state, v_message, v_field, nullif(v_detail, ''), p_fields);
 	END IF;
 	RAISE;
 END $$;
