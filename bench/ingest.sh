@@ -12,7 +12,7 @@
 # per-transaction log and wrk's latency distribution) and applied, end to
 # end (events of the run / from the first received to the last applied,
 # waiting for the applier to drain), with the received-to-applied p99. Then
-# the HTTP latency at the target rate: bench/ingest_load sends 3,000
+# the HTTP latency at the target rate: bench/http_load sends 3,000
 # events/s open loop over 64 connections (each request at its time, its
 # latency counted from that time, waits for a free connection included).
 # fsync=on.
@@ -22,7 +22,7 @@ bench_cluster -o fsync=on -o pgwa.mode=disabled
 DURATION=${PGWA_BENCH_DURATION:-10}
 CLIENTS=8
 CONNECTIONS=64
-# the HTTP target rate, offered open loop (bench/ingest_load.c) to read the
+# the HTTP target rate, offered open loop (bench/http_load.c) to read the
 # latency at that rate; wrk's closed loop measures the most the route takes
 PACED_RATE=${PGWA_BENCH_INGEST_RATE:-3000}
 # pgwa-http's sessions: each ingest waits for its commit's WAL flush, so
@@ -89,7 +89,7 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "X-API-Key: $SECRET" 
 conditions "mix: 20% duplicates, 40% existing contacts (1,000), 40% new contacts; seed-000 envelopes, text messages;" \
 	"SQL: pgbench -n -M prepared -c $CLIENTS -j 2 -T $DURATION, one pgwa.ingest_webhook() per transaction;" \
 	"HTTP: wrk -t2 -c$CONNECTIONS -d${DURATION}s through pgwa-http PGWA_HTTP_THREADS=$FRONT_THREADS (access log to a file);" \
-	"HTTP paced: bench/ingest_load, $PACED_RATE requests/s open loop for ${DURATION}s over at most $CONNECTIONS connections;" \
+	"HTTP paced: bench/http_load, $PACED_RATE requests/s open loop for ${DURATION}s over at most $CONNECTIONS connections;" \
 	"every event is checked and stored raw in its request, then applied by the inbound applier (lead, conversation, message, ticket, events rows, NOTIFY);" \
 	"$BENCH_RUNS runs of each, CHECKPOINT before each; wrk, pgwa-http and PostgreSQL share the CPUs"
 
@@ -138,7 +138,7 @@ for r in $(seq "$BENCH_RUNS"); do
 	# the same route at the target rate, open loop: latency at 3,000 events/s
 	q "CHECKPOINT" >/dev/null
 	from=$(q "SELECT coalesce(max(id), 0) FROM pgwa.webhook_events")
-	out=$("$BENCH_ROOT/bench/ingest_load" "$PGWA_URL/api/integrations/whatsapp/webhook" "$SECRET" \
+	out=$("$BENCH_ROOT/bench/http_load" ingest "$PGWA_URL/api/integrations/whatsapp/webhook" "$SECRET" \
 		"$PACED_RATE" "$DURATION" "$CONNECTIONS")
 	set -- $out
 	[ "$6" = 0 ] || { echo "bench: $6 paced requests failed" >&2; bad=$((bad + $6)); }

@@ -26,7 +26,7 @@ bench_build() {
 		make -s all >/dev/null
 		cc -O2 -Wall -Wextra -o bench/enqueue_client bench/enqueue_client.c \
 			-I"$(pg_config --includedir)" -L"$(pg_config --libdir)" -lpq
-		cc -O2 -Wall -Wextra -o bench/ingest_load bench/ingest_load.c -lcurl
+		cc -O2 -Wall -Wextra -o bench/http_load bench/http_load.c -lcurl
 	)
 	PGWA_BENCH_DEST=$(mktemp -d)
 	BENCH_OWN_DEST=$PGWA_BENCH_DEST

@@ -1,19 +1,24 @@
 /*
- * ingest_load.c: an open-loop load of inbound webhooks over HTTP, for the
- * ingest benchmark's latency at a fixed rate.
+ * http_load.c: an open-loop load over HTTP, for the benchmarks' latency at
+ * a fixed rate.
  *
- *   ingest_load URL API_KEY RATE SECONDS CONNECTIONS
+ *   http_load ingest URL API_KEY RATE SECONDS CONNECTIONS
+ *   http_load send BASE_URL API_KEY RATE SECONDS CONNECTIONS IDS_FILE
  *
  * Sends RATE requests per second for SECONDS, each at its scheduled time
  * whatever the answers before it (open loop: a slow answer does not slow
  * the load, so it cannot hide itself), over at most CONNECTIONS kept-alive
  * connections; a request whose time has come while all of them are busy
  * waits, and that wait counts in its latency, which runs from its scheduled
- * time to its answer. Bodies are the ingest benchmark's mix of seed-000
- * envelopes: 20% redeliveries of seed-1..5000, 40% new messages from 1,000
- * known contacts, 40% from new contacts. Prints one line:
+ * time to its answer. ingest posts the ingest benchmark's mix of seed-000
+ * envelopes to URL: 20% redeliveries of seed-1..5000, 40% new messages from
+ * 1,000 known contacts, 40% from new contacts. send posts a text message to
+ * BASE_URL/v1/instances/{id}/messages, {id} at random among the instance
+ * ids of IDS_FILE (one per line), as the enqueue benchmark does. Prints one
+ * line:
  *   sent N ok N bad N rate R p50 X p99 Y max Z   (latencies in ms)
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +31,10 @@ typedef struct
 	CURL	   *easy;
 	double		scheduled;		/* ms, CLOCK_MONOTONIC */
 	char		body[512];
+	char		url[512];
 } request;
+
+#define MAX_IDS 10000
 
 static double
 now_ms(void)
@@ -104,19 +112,49 @@ main(int argc, char **argv)
 	char		key_header[256];
 	CURLM	   *multi;
 	unsigned	seed = (unsigned) time(NULL);
+	bool		send_mode;
+	char	  **ids = NULL;
+	int			nids = 0;
 
-	if (argc != 6)
+	if (argc < 7 || (strcmp(argv[1], "ingest") != 0 && strcmp(argv[1], "send") != 0) ||
+		(strcmp(argv[1], "send") == 0) != (argc == 8))
 	{
-		fprintf(stderr, "usage: %s URL API_KEY RATE SECONDS CONNECTIONS\n", argv[0]);
+		fprintf(stderr, "usage: %s ingest URL API_KEY RATE SECONDS CONNECTIONS\n"
+				"       %s send BASE_URL API_KEY RATE SECONDS CONNECTIONS IDS_FILE\n", argv[0], argv[0]);
 		return 2;
 	}
-	url = argv[1];
-	rate = atof(argv[3]);
-	seconds = atof(argv[4]);
-	conns = atoi(argv[5]);
+	send_mode = strcmp(argv[1], "send") == 0;
+	url = argv[2];
+	rate = atof(argv[4]);
+	seconds = atof(argv[5]);
+	conns = atoi(argv[6]);
+	if (send_mode)
+	{
+		FILE	   *f = fopen(argv[7], "r");
+		char		line[128];
+
+		if (f == NULL)
+		{
+			fprintf(stderr, "http_load: cannot read %s\n", argv[7]);
+			return 2;
+		}
+		ids = calloc(MAX_IDS, sizeof(char *));
+		while (ids != NULL && nids < MAX_IDS && fgets(line, sizeof(line), f) != NULL)
+		{
+			line[strcspn(line, "\r\n")] = '\0';
+			if (line[0] != '\0')
+				ids[nids++] = strdup(line);
+		}
+		fclose(f);
+		if (nids == 0)
+		{
+			fprintf(stderr, "http_load: no instance id in %s\n", argv[7]);
+			return 2;
+		}
+	}
 	if (rate <= 0 || seconds <= 0 || conns <= 0)
 	{
-		fprintf(stderr, "ingest_load: RATE, SECONDS and CONNECTIONS must be positive\n");
+		fprintf(stderr, "http_load: RATE, SECONDS and CONNECTIONS must be positive\n");
 		return 2;
 	}
 	total = (long) (rate * seconds);
@@ -127,7 +165,7 @@ main(int argc, char **argv)
 		return 1;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	snprintf(key_header, sizeof(key_header), "X-API-Key: %s", argv[2]);
+	snprintf(key_header, sizeof(key_header), "X-API-Key: %s", argv[3]);
 	headers = curl_slist_append(headers, "Content-Type: application/json");
 	headers = curl_slist_append(headers, key_header);
 	headers = curl_slist_append(headers, "Expect:");
@@ -161,7 +199,14 @@ main(int argc, char **argv)
 			request    *r = free_list[--free_n];
 
 			r->scheduled = start + sent * 1000.0 / rate;
-			make_body(r->body, sizeof(r->body), sent, &seed);
+			if (send_mode)
+			{
+				snprintf(r->url, sizeof(r->url), "%s/v1/instances/%s/messages", url, ids[rand_r(&seed) % nids]);
+				snprintf(r->body, sizeof(r->body), "{\"to\":\"5511999990000\",\"text\":\"bench %ld\"}", sent);
+				curl_easy_setopt(r->easy, CURLOPT_URL, r->url);
+			}
+			else
+				make_body(r->body, sizeof(r->body), sent, &seed);
 			curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
 			curl_multi_add_handle(multi, r->easy);
 			sent++;
