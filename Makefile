@@ -71,7 +71,7 @@ $(OBJS): $(wildcard extension/*.h bgworker/*.h)
 
 http_front/pgwa-http: $(wildcard http_front/*.c http_front/*.h)
 	$(CC) $(TOOL_CFLAGS) -o $@ $(filter %.c,$^) -I$(PG_INCLUDEDIR) \
-		$$(pkg-config --cflags --libs libmicrohttpd jansson) -L$(PG_LIBDIR) -lpq -lpthread -lm
+		$$(pkg-config --cflags --libs libmicrohttpd jansson libcurl) -L$(PG_LIBDIR) -lpq -lpthread -lm
 
 test/mock_broker/mock-broker: $(wildcard test/mock_broker/*.c test/mock_broker/*.h)
 	$(CC) $(TOOL_CFLAGS) -o $@ $(filter %.c,$^) \

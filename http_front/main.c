@@ -27,6 +27,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "forward.h"
 #include "ratelimit.h"
 #include "request.h"
 
@@ -39,6 +40,7 @@ struct config
 	unsigned int max_connections;
 	unsigned int shutdown_grace;
 	unsigned int rate_limit;
+	unsigned int broker_timeout;
 	unsigned int rate_burst;
 	size_t		max_body;
 	bool		access_log;
@@ -62,6 +64,7 @@ usage(FILE *out)
 			"  PGWA_HTTP_SHUTDOWN_GRACE   seconds to drain requests on shutdown (10)\n"
 			"  PGWA_HTTP_ACCESS_LOG       0 disables the access log (1)\n"
 			"  PGWA_HTTP_RATE_LIMIT       requests per second per API key, 0 for none (0)\n"
+			"  PGWA_HTTP_BROKER_TIMEOUT   broker operations' timeout in milliseconds (5000)\n"
 			"  PGWA_HTTP_RATE_BURST       requests a key may send at once (2 x the limit)\n"
 			"  PGWA_DSN                   libpq connection string; else PG* variables\n");
 }
@@ -123,6 +126,7 @@ read_config(struct config *cfg, int argc, char **argv)
 	cfg->shutdown_grace = (unsigned int)
 		env_number("PGWA_HTTP_SHUTDOWN_GRACE", 10, 0, 3600);
 	cfg->rate_limit = (unsigned int) env_number("PGWA_HTTP_RATE_LIMIT", 0, 0, 1000000);
+	cfg->broker_timeout = (unsigned int) env_number("PGWA_HTTP_BROKER_TIMEOUT", 5000, 100, 120000);
 	cfg->rate_burst = (unsigned int)
 		env_number("PGWA_HTTP_RATE_BURST", 2ULL * cfg->rate_limit, 0, 2000000);
 
@@ -320,6 +324,7 @@ main(int argc, char **argv)
 	log_init(cfg.access_log);
 	request_init(cfg.max_body);
 	ratelimit_init(cfg.rate_limit, cfg.rate_burst);
+	forward_init(cfg.broker_timeout);
 	dsn = getenv("PGWA_DSN");
 	db_init(dsn != NULL && dsn[0] != '\0' ? dsn : NULL);
 	json_object_seed(0);

@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "db.h"
+#include "forward.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -188,6 +189,22 @@ queue_db_reply(struct MHD_Connection *conn, struct request *req,
 
 	if (status == MHD_HTTP_OK && strcmp(req->path, "/metrics") == 0)
 		append_front_metrics(reply);
+	if (reply->headers != NULL && strstr(reply->headers, FORWARD_HEADER) != NULL)
+	{
+		/* a broker operation: the front calls the broker (forward.c) */
+		json_t	   *h = json_loads(reply->headers, 0, NULL);
+		const char *spec = json_string_value(json_object_get(h, FORWARD_HEADER));
+		bool		done = spec != NULL && forward_call(spec, reply);
+
+		json_decref(h);
+		if (!done)
+		{
+			free(reply->body);
+			free(reply->headers);
+			return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+		}
+		status = reply->status;
+	}
 	len = reply->body_len;
 	resp = response_from_reply(reply, req->request_id, &has_content_type);
 	if (resp == NULL)

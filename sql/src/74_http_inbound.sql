@@ -215,7 +215,8 @@ DECLARE
 	n int := coalesce(array_length(p_seg, 1), 0);
 	i uuid;
 BEGIN
-	IF p_seg[2] = 'whatsapp' OR p_seg[6] = 'messages' THEN  -- the seeds' send routes
+	IF p_seg[2] = 'whatsapp' OR p_seg[6] IN ('messages', 'status', 'exists', 'groups', 'metrics', 'broker') THEN
+		-- the seeds' send routes and broker operations (76_http_seed_routes.sql)
 		RETURN pgwa._route_seed_send(p_method, p_seg[2:], p_query, p_headers, p_body);
 	END IF;
 	IF n < 3 OR p_seg[2] <> 'integrations' OR p_seg[3] <> 'whatsapp' THEN

@@ -154,14 +154,86 @@ BEGIN
 		CASE WHEN e.created THEN '{}'::jsonb ELSE '{"Idempotent-Replayed": "true"}'::jsonb END);
 END $$;
 
--- The seeds' send routes; p_seg is the path without its /api prefix. NULL
--- when the path is not one of them.
+-------------------------------------------------------------------------------
+-- Seed 000: the broker's complementary operations, passed through
+--   GET  /integrations/whatsapp/instances/{id}/status    connectivity
+--   POST /integrations/whatsapp/instances/{id}/exists    recipients on WhatsApp
+--   GET  /integrations/whatsapp/instances/{id}/groups    groups
+--   GET  /integrations/whatsapp/instances/{id}/metrics   the broker's usage figures
+--   POST /integrations/whatsapp/instances/{id}/broker    creates the instance at the broker
+-- SQL decides what to call (the instance's broker, its credential, the
+-- provider's path); pgwa-http makes the call itself with a bounded timeout
+-- (http_front/forward.c), told by the internal X-Pgwa-Forward header, which
+-- never reaches the client, and answers with the broker's reply: 502
+-- BROKER_ERROR for a broker error, 502 BROKER_UNAVAILABLE, 504
+-- BROKER_TIMEOUT. The database never waits for a broker.
+-------------------------------------------------------------------------------
+CREATE FUNCTION pgwa._http_broker_op(p_instance uuid, p_op text, p_body text) RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	i      pgwa.instances;
+	b      jsonb := CASE WHEN p_op IN ('exists', 'broker') AND coalesce(p_body, '') <> '' THEN pgwa._json_body(p_body)
+	                     WHEN p_op IN ('exists', 'broker') THEN '{}' END;
+	v_base text;
+	v_id   text;
+	f      jsonb;
+	v_nums jsonb;
+BEGIN
+	SELECT * INTO i FROM pgwa.instances WHERE id = p_instance;
+	IF i.base_url IS NULL OR i.broker_api_key IS NULL THEN
+		PERFORM pgwa._raise('PW503', 'the instance has no broker base_url or api_key', 'base_url');
+	END IF;
+	v_base := rtrim(i.base_url, '/');
+	v_id := replace(i.broker_instance_id, '/', '%2F');
+	IF p_op = 'exists' THEN
+		-- one phone or a list: {"phone"} / {"to"} / {"numbers": [...]}
+		v_nums := coalesce(b->'numbers', jsonb_build_array(coalesce(b->'phone', b->'to')));
+		IF jsonb_typeof(v_nums) <> 'array' OR jsonb_array_length(v_nums) = 0 OR v_nums @> '[null]'
+		   OR EXISTS (SELECT 1 FROM jsonb_array_elements(v_nums) x
+		              WHERE jsonb_typeof(x) <> 'string' OR x #>> '{}' !~ '^\+?[0-9 ().-]{8,20}$') THEN
+			PERFORM pgwa._raise('PW400', 'phone (or numbers) must be phone numbers', 'phone');
+		END IF;
+	END IF;
+	f := CASE i.provider
+		WHEN 'broker' THEN CASE p_op
+			WHEN 'status' THEN jsonb_build_object('method', 'GET', 'path', '/instances/' || v_id || '/status')
+			WHEN 'groups' THEN jsonb_build_object('method', 'GET', 'path', '/instances/' || v_id || '/groups')
+			WHEN 'metrics' THEN jsonb_build_object('method', 'GET', 'path', '/instances/' || v_id || '/metrics')
+			WHEN 'exists' THEN jsonb_build_object('method', 'POST', 'path', '/instances/' || v_id || '/exists',
+			                                      'body', b || jsonb_build_object('numbers', v_nums))
+			WHEN 'broker' THEN jsonb_build_object('method', 'POST', 'path', '/instances',
+			                                      'body', jsonb_build_object('id', i.broker_instance_id, 'name', i.name) || b)
+			END
+		WHEN 'evolution' THEN CASE p_op
+			WHEN 'status' THEN jsonb_build_object('method', 'GET', 'path', '/instance/connectionState/' || v_id)
+			WHEN 'groups' THEN jsonb_build_object('method', 'GET',
+			                                      'path', '/group/fetchAllGroups/' || v_id || '?getParticipants=false')
+			WHEN 'exists' THEN jsonb_build_object('method', 'POST', 'path', '/chat/whatsappNumbers/' || v_id,
+			                                      'body', jsonb_build_object('numbers', v_nums))
+			WHEN 'broker' THEN jsonb_build_object('method', 'POST', 'path', '/instance/create',
+			                                      'body', jsonb_build_object('instanceName', i.broker_instance_id,
+			                                                                 'integration', 'WHATSAPP-BAILEYS') || b)
+			END
+		END;
+	IF f IS NULL THEN
+		PERFORM pgwa._raise('PW422', format('the %s provider has no %s operation', i.provider, p_op), 'instance_id');
+	END IF;
+	RETURN pgwa._reply(200, '{}', jsonb_build_object('X-Pgwa-Forward', jsonb_build_object(
+		'method', f->>'method', 'url', v_base || (f->>'path'),
+		'headers', CASE i.provider WHEN 'evolution' THEN jsonb_build_object('apikey', i.broker_api_key)
+		                           ELSE jsonb_build_object('X-API-Key', i.broker_api_key) END,
+		'body', (f->'body')::text)::text));
+END $$;
+
+-- The seeds' send routes and broker operations; p_seg is the path without
+-- its /api prefix. NULL when the path is not one of them.
 CREATE FUNCTION pgwa._route_seed_send(p_method text, p_seg text[], p_query jsonb, p_headers jsonb,
                                       p_body text)
 RETURNS pgwa.http_response
 LANGUAGE plpgsql AS $$
 DECLARE
-	n int := coalesce(array_length(p_seg, 1), 0);
+	n      int := coalesce(array_length(p_seg, 1), 0);
+	v_verb text;
 BEGIN
 	IF n = 5 AND p_seg[1] = 'integrations' AND p_seg[2] = 'whatsapp' AND p_seg[3] = 'instances'
 	   AND p_seg[5] = 'messages' THEN
@@ -170,6 +242,14 @@ BEGIN
 				pgwa._tenant_instance(pgwa._require_tenant(p_headers), p_seg[4]), p_headers, p_body);
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'POST');
+	ELSIF n = 5 AND p_seg[1] = 'integrations' AND p_seg[2] = 'whatsapp' AND p_seg[3] = 'instances'
+	      AND p_seg[5] IN ('status', 'exists', 'groups', 'metrics', 'broker') THEN
+		v_verb := CASE WHEN p_seg[5] IN ('exists', 'broker') THEN 'POST' ELSE 'GET' END;
+		IF p_method = v_verb THEN
+			RETURN pgwa._http_broker_op(pgwa._tenant_instance(pgwa._require_tenant(p_headers), p_seg[4]),
+			                            p_seg[5], p_body);
+		END IF;
+		RETURN pgwa._not_allowed(p_method, v_verb);
 	ELSIF n = 2 AND p_seg[1] = 'whatsapp' AND p_seg[2] IN ('send-message', 'schedule-message') THEN
 		IF p_method = 'POST' THEN
 			RETURN pgwa._http_seed_send_message(pgwa._require_tenant(p_headers), p_headers, p_body,
