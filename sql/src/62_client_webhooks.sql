@@ -16,20 +16,31 @@
 -- A client application's subscription. The secret signs every delivery, so it
 -- is kept retrievable (like an instance's broker key); it is shown once, when
 -- created, and never returned or logged again. instance_id limits it to one
--- instance's events. events holds event names, or '*' for all of them.
+-- instance's events. events holds event names, or '*' for all of them;
+-- match, when set, narrows them to events whose payload contains it (a
+-- Z-API "connected" webhook takes instance.status with state connected).
+-- dialect is the API that made the subscription: pgwa's own, or zapi for
+-- those set by the Z-API dialect's update-webhook-* routes (78_http_zapi.sql),
+-- one per instance and dialect_kind (received, delivery, ...).
 CREATE TABLE pgwa.webhook_subscriptions (
 	tenant_id    uuid NOT NULL REFERENCES pgwa.tenants (id) ON DELETE CASCADE,
 	id           uuid NOT NULL DEFAULT gen_random_uuid(),
 	instance_id  uuid REFERENCES pgwa.instances (id) ON DELETE CASCADE,
 	url          text NOT NULL CHECK (url ~ '^https?://[^\s/?#]+([/?#]\S*)?$' AND length(url) <= 2048),
 	events       text[] NOT NULL CHECK (cardinality(events) > 0),
+	match        jsonb CHECK (jsonb_typeof(match) = 'object'),
 	secret       text NOT NULL,
 	active       boolean NOT NULL DEFAULT true,
 	max_attempts int NOT NULL DEFAULT 8 CHECK (max_attempts BETWEEN 1 AND 50),
+	dialect      text NOT NULL DEFAULT 'pgwa' CHECK (dialect IN ('pgwa', 'zapi')),
+	dialect_kind text CHECK ((dialect = 'pgwa') = (dialect_kind IS NULL)),
 	created_at   timestamptz NOT NULL DEFAULT now(),
 	updated_at   timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (tenant_id, id)
 );
+CREATE UNIQUE INDEX webhook_subscriptions_dialect_kind
+	ON pgwa.webhook_subscriptions (tenant_id, instance_id, dialect, dialect_kind)
+	WHERE dialect_kind IS NOT NULL;
 CREATE INDEX webhook_subscriptions_id ON pgwa.webhook_subscriptions (id);
 CREATE INDEX webhook_subscriptions_instance ON pgwa.webhook_subscriptions (instance_id)
 	WHERE instance_id IS NOT NULL;
@@ -172,6 +183,8 @@ LANGUAGE sql STABLE AS $$
 		              AND d.status IN ('pending', 'failed', 'sending')),
 		'dead', (SELECT count(*) FROM pgwa.webhook_deliveries d
 		         WHERE d.tenant_id = s.tenant_id AND d.subscription_id = s.id AND d.status = 'dead'))
+	|| CASE WHEN s.dialect <> 'pgwa' THEN jsonb_strip_nulls(jsonb_build_object(
+		'dialect', s.dialect, 'dialect_kind', s.dialect_kind, 'match', s.match)) ELSE '{}' END
 	FROM pgwa.webhook_subscriptions s WHERE s.id = p_subscription
 $$;
 
@@ -289,6 +302,7 @@ BEGIN
 		FROM new_events e
 		JOIN pgwa.webhook_subscriptions s ON s.tenant_id = e.tenant_id
 		WHERE s.active AND ('*' = ANY (s.events) OR e.event = ANY (s.events))
+		  AND (s.match IS NULL OR e.payload @> s.match)
 	) m
 	WHERE m.only_instance IS NULL OR m.only_instance = m.inst
 	ORDER BY m.event_id, m.subscription_id;

@@ -1,7 +1,8 @@
 -------------------------------------------------------------------------------
 -- The main router and the entry point of pgwa-http. Each area's sub-router
 -- lives in its own file (70_http.sql for /v1, 72_http_ops.sql, 74_http_inbound.sql
--- for /api, 76_http_seed_routes.sql for /integrations, ...).
+-- for /api, 76_http_seed_routes.sql for /integrations, 78_http_zapi.sql for
+-- the Z-API dialect under /instances, ...).
 -------------------------------------------------------------------------------
 CREATE FUNCTION pgwa._route(p_method text, p_seg text[], p_query jsonb, p_headers jsonb, p_body text)
 RETURNS pgwa.http_response
@@ -20,6 +21,8 @@ BEGIN
 			r := pgwa._route_seed_send(p_method, p_seg, p_query, p_headers, p_body);
 		WHEN 'connections' THEN
 			r := pgwa._route_connections(p_method, p_seg, p_query, p_headers, p_body);
+		WHEN 'instances' THEN
+			r := pgwa._route_zapi(p_method, p_seg, p_query, p_headers, p_body);
 		ELSE
 			r := pgwa._route_ops(p_method, p_seg, p_query, p_headers, p_body);
 	END CASE;
