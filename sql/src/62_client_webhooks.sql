@@ -364,9 +364,11 @@ LANGUAGE sql AS $$
 	), built AS (
 		SELECT c.tenant_id, c.id, c.attempts, s.url, s.secret, e.event, e.id AS event_id,
 		       floor(extract(epoch FROM clock_timestamp()))::bigint AS ts,
-		       jsonb_build_object('id', e.id, 'event', e.event, 'tenantId', e.tenant_id,
-		                          'instanceId', c.instance_id, 'createdAt', pgwa._iso(e.created_at),
-		                          'data', e.payload)::text AS body
+		       coalesce(CASE WHEN s.dialect = 'zapi'   -- Z-API's shapes (61_zapi_callbacks.sql)
+		                     THEN pgwa._zapi_callback(s.dialect_kind, e.event, e.payload, c.instance_id, e.created_at) END,
+		                jsonb_build_object('id', e.id, 'event', e.event, 'tenantId', e.tenant_id,
+		                                   'instanceId', c.instance_id, 'createdAt', pgwa._iso(e.created_at),
+		                                   'data', e.payload))::text AS body
 		FROM claimed c
 		JOIN pgwa.webhook_subscriptions s ON s.tenant_id = c.tenant_id AND s.id = c.subscription_id
 		JOIN pgwa.events e ON e.tenant_id = c.tenant_id AND e.id = c.event_id

@@ -242,6 +242,27 @@ FROM pgwa.webhook_subscriptions s
 JOIN pgwa.webhook_deliveries d ON d.tenant_id = s.tenant_id AND d.subscription_id = s.id
 JOIN pgwa.events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
 WHERE s.tenant_id = :'ta' GROUP BY s.dialect_kind ORDER BY s.dialect_kind;
+-- what the Z-API subscriptions are sent: Z-API's callback shapes
+SELECT s.dialect_kind, e.event,
+       pgwa._zapi_callback(s.dialect_kind, e.event, e.payload, d.instance_id, '2024-05-02T13:05:00Z') - 'instanceId' AS body
+FROM pgwa.webhook_subscriptions s
+JOIN pgwa.webhook_deliveries d ON d.tenant_id = s.tenant_id AND d.subscription_id = s.id
+JOIN pgwa.events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+WHERE s.tenant_id = :'ta' ORDER BY s.dialect_kind, d.event_id;
+SELECT jsonb_pretty(pgwa._zapi_callback('received', 'messages.new', jsonb_build_object(
+           'direction', 'inbound', 'remote', '5511900000009@s.whatsapp.net', 'brokerMessageId', 'wamid-9',
+           'type', 'text', 'text', 'oi', 'timestamp', '2024-05-02T13:05:00.000Z'), :'ia', now()) - 'instanceId') AS received,
+       pgwa._zapi_callback('delivery', 'message.status', jsonb_build_object(
+           'status', 'sent', 'recipient', '5511900000009', 'brokerMessageId', 'wamid-10', 'messageId', 'm-10',
+           'timestamp', '2024-05-02T13:05:00.000Z'), :'ia', now()) - 'instanceId' AS delivery,
+       pgwa._zapi_callback('message-status', 'message.status', jsonb_build_object(
+           'status', 'delivered', 'recipient', '120363000000000000@g.us', 'brokerMessageId', 'wamid-11',
+           'timestamp', '2024-05-02T13:05:00.000Z'), :'ia', now()) - 'instanceId' AS status,
+       pgwa._zapi_callback('received', 'ticket.updated', '{}', :'ia', now()) AS none_for_other_events;
+-- the delivery path sends them (pgwa's own body for a pgwa subscription)
+SELECT d.url, d.body::jsonb->>'type' AS type, d.body::jsonb ? 'momment' AS has_momment
+FROM pgwa._claim_deliveries(1000, 30) d WHERE d.tenant_id = :'ta' ORDER BY d.url, d.event_id;
+
 -- deleting the instance takes its credentials and subscriptions
 SELECT pgwa.delete_instance(:'ia') >= 0 AS deleted;
 SELECT count(*) AS tokens FROM pgwa.zapi_tokens WHERE instance_id = :'ia';
