@@ -30,6 +30,7 @@
 #include "forward.h"
 #include "ratelimit.h"
 #include "request.h"
+#include "uploads.h"
 
 struct config
 {
@@ -43,6 +44,8 @@ struct config
 	unsigned int broker_timeout;
 	unsigned int rate_burst;
 	size_t		max_body;
+	size_t		max_upload;
+	const char *upload_dir;
 	bool		access_log;
 };
 
@@ -65,6 +68,8 @@ usage(FILE *out)
 			"  PGWA_HTTP_ACCESS_LOG       0 disables the access log (1)\n"
 			"  PGWA_HTTP_RATE_LIMIT       requests per second per API key, 0 for none (0)\n"
 			"  PGWA_HTTP_BROKER_TIMEOUT   broker operations' timeout in milliseconds (5000)\n"
+			"  PGWA_HTTP_MAX_UPLOAD       upload body limit in bytes (104857600)\n"
+			"  PGWA_HTTP_UPLOAD_DIR       where uploaded files are kept (pgwa-uploads)\n"
 			"  PGWA_HTTP_RATE_BURST       requests a key may send at once (2 x the limit)\n"
 			"  PGWA_DSN                   libpq connection string; else PG* variables\n");
 }
@@ -120,6 +125,9 @@ read_config(struct config *cfg, int argc, char **argv)
 	cfg->threads = (unsigned int) env_number("PGWA_HTTP_THREADS", 4, 1, 256);
 	cfg->max_body = (size_t) env_number("PGWA_HTTP_MAX_BODY", 1048576, 0,
 										(unsigned long long) 1 << 30);
+	cfg->max_upload = (size_t) env_number("PGWA_HTTP_MAX_UPLOAD", 100ULL << 20, 0,
+										  (unsigned long long) 1 << 32);
+	cfg->upload_dir = getenv("PGWA_HTTP_UPLOAD_DIR");
 	cfg->timeout = (unsigned int) env_number("PGWA_HTTP_TIMEOUT", 30, 1, 86400);
 	cfg->max_connections = (unsigned int)
 		env_number("PGWA_HTTP_MAX_CONNECTIONS", 1024, 1, 1000000);
@@ -322,7 +330,8 @@ main(int argc, char **argv)
 		die_config("PGWA_HTTP_ADDR", cfg.addr, "a numeric IPv4 or IPv6 address");
 
 	log_init(cfg.access_log);
-	request_init(cfg.max_body);
+	request_init(cfg.max_body, cfg.max_upload);
+	uploads_init(cfg.upload_dir);
 	ratelimit_init(cfg.rate_limit, cfg.rate_burst);
 	forward_init(cfg.broker_timeout);
 	dsn = getenv("PGWA_DSN");

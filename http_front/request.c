@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -32,6 +34,7 @@
 #include "request.h"
 #include "response.h"
 #include "text.h"
+#include "uploads.h"
 
 #define REQUEST_ID_MAX	64
 #define BODY_PREALLOC_MAX	65536
@@ -47,6 +50,7 @@ struct request
 	size_t		body_len;
 	size_t		body_cap;
 	size_t		bytes_in;		/* body bytes received, kept or not */
+	size_t		limit;			/* body limit: PGWA_HTTP_MAX_BODY, or PGWA_HTTP_MAX_UPLOAD */
 	bool		too_large;
 	bool		responded;
 	unsigned int status;
@@ -54,13 +58,15 @@ struct request
 };
 
 static size_t max_body_size;
+static size_t max_upload_size;
 static atomic_bool shutting_down;
 static atomic_uint in_flight;
 
 void
-request_init(size_t max_body)
+request_init(size_t max_body, size_t max_upload)
 {
 	max_body_size = max_body;
+	max_upload_size = max_upload;
 }
 
 /* From now on responses ask clients to close, so keep-alive ends cleanly. */
@@ -155,7 +161,7 @@ queue_too_large(struct MHD_Connection *conn, struct request *req)
 	char		message[64];
 
 	snprintf(message, sizeof(message), "request body exceeds %zu bytes",
-			 max_body_size);
+			 req->limit);
 	return queue_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE,
 					   "PAYLOAD_TOO_LARGE", message);
 }
@@ -337,44 +343,51 @@ headers_json(struct MHD_Connection *conn, const struct request *req)
 /* ---------- handlers ---------- */
 
 /* The generic path: one call of pgwa.http() per request. */
+/* pgwa.http() for this request, with `body` (NULL: none). */
+static db_status
+call_with_body(struct MHD_Connection *conn, struct request *req, const char *body, struct db_reply *reply)
+{
+	struct db_call call = {.method = req->method,.path = req->path};
+	char	   *query = query_json(conn);
+	char	   *headers = headers_json(conn, req);
+	db_status	st = DB_FAILED;
+
+	if (query != NULL && headers != NULL)
+	{
+		call.query = query;
+		call.headers = headers;
+		call.body = body;
+		st = db_call_http(&call, reply);
+	}
+	free(query);
+	free(headers);
+	return st;
+}
+
+static enum MHD_Result
+queue_db_failure(struct MHD_Connection *conn, struct request *req, db_status st)
+{
+	if (st == DB_UNAVAILABLE)
+		return queue_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE,
+						   "DATABASE_UNAVAILABLE", "database is unavailable, retry later");
+	return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+}
+
 static enum MHD_Result
 call_pgwa_http(struct MHD_Connection *conn, struct request *req)
 {
-	struct db_call call = {.method = req->method,.path = req->path};
 	struct db_reply reply;
-	char	   *query;
-	char	   *headers;
-	db_status	st = DB_FAILED;
+	db_status	st;
 
 	if (req->body_len > 0 && !text_is_utf8(req->body, req->body_len))
 		return queue_error(conn, req, MHD_HTTP_BAD_REQUEST, "INVALID_BODY",
 						   "request body must be UTF-8 text");
 
-	query = query_json(conn);
-	headers = headers_json(conn, req);
-	if (query != NULL && headers != NULL)
-	{
-		call.query = query;
-		call.headers = headers;
-		call.body = req->body_len > 0 ? req->body : NULL;
-		st = db_call_http(&call, &reply);
-	}
-	free(query);
-	free(headers);
+	st = call_with_body(conn, req, req->body_len > 0 ? req->body : NULL, &reply);
 
-	switch (st)
-	{
-		case DB_OK:
-			return queue_db_reply(conn, req, &reply);
-		case DB_UNAVAILABLE:
-			return queue_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE,
-							   "DATABASE_UNAVAILABLE",
-							   "database is unavailable, retry later");
-		case DB_FAILED:
-			break;
-	}
-	return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR,
-					   "INTERNAL", "internal error");
+	if (st == DB_OK)
+		return queue_db_reply(conn, req, &reply);
+	return queue_db_failure(conn, req, st);
 }
 
 /* The credential as presented: X-API-Key, else a Bearer token, else X-Authorization. */
@@ -417,10 +430,152 @@ is_inbound_webhook(const char *path)
 		strcmp(path, "/api/integrations/whatsapp/webhook") == 0;
 }
 
+/* The string member `key` of a JSON text, copied into out. */
+static bool
+json_text_member(const char *text, const char *key, char *out, size_t out_size)
+{
+	json_t	   *j = text ? json_loads(text, 0, NULL) : NULL;
+	const char *v = json_string_value(json_object_get(j, key));
+	bool		ok = v != NULL && strlen(v) < out_size;
+
+	if (ok)
+		strcpy(out, v);
+	json_decref(j);
+	return ok;
+}
+
+/*
+ * POST /api/whatsapp/uploads: the file part is written to a temporary
+ * file, the database decides with what was read of it (75_uploads.sql),
+ * and the file takes the upload's id once accepted. Files of ended uploads
+ * the answer names are deleted.
+ */
+static enum MHD_Result
+serve_upload_post(struct MHD_Connection *conn, struct request *req)
+{
+	struct upload_part part;
+	struct db_reply reply;
+	char		tmp[PATH_MAX] = "";
+	char		id[64];
+	char	   *meta;
+	db_status	st;
+	json_t	   *h;
+	json_t	   *gone;
+	size_t		i;
+	json_t	   *v;
+
+	if (uploads_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+					  req->body, req->body_len, &part))
+	{
+		if (!uploads_store(&part, req->request_id, tmp, sizeof(tmp)))
+			return queue_error(conn, req, MHD_HTTP_INSUFFICIENT_STORAGE, "UPLOAD_NOT_STORED",
+							   "the file could not be stored");
+		meta = json_dumps(json_pack("{s:s,s:s,s:I}", "fileName", part.file_name,
+									"contentType", part.content_type,
+									"size", (json_int_t) part.len), JSON_COMPACT);
+	}
+	else
+		meta = strdup("{}");	/* the database names what is missing */
+	st = call_with_body(conn, req, meta, &reply);
+	free(meta);
+	if (st != DB_OK)
+	{
+		if (tmp[0])
+			unlink(tmp);
+		return queue_db_failure(conn, req, st);
+	}
+	if (tmp[0])
+	{
+		if (reply.status == MHD_HTTP_CREATED && json_text_member(reply.body, "uploadId", id, sizeof(id)))
+		{
+			if (!uploads_commit(tmp, id))
+			{
+				free(reply.body);
+				free(reply.headers);
+				return queue_error(conn, req, MHD_HTTP_INSUFFICIENT_STORAGE, "UPLOAD_NOT_STORED",
+								   "the file could not be stored");
+			}
+		}
+		else
+			unlink(tmp);
+	}
+	h = reply.headers ? json_loads(reply.headers, 0, NULL) : NULL;
+	gone = json_loads(json_string_value(json_object_get(h, "X-Pgwa-Remove")) ?
+					  json_string_value(json_object_get(h, "X-Pgwa-Remove")) : "[]", 0, NULL);
+	json_array_foreach(gone, i, v)
+		if (json_is_string(v))
+		uploads_remove(json_string_value(v));
+	json_decref(gone);
+	json_decref(h);
+	return queue_db_reply(conn, req, &reply);
+}
+
+/* A header value made safe to send (quotes and controls replaced). */
+static void
+safe_header_value(const char *in, char *out, size_t out_size)
+{
+	size_t		o = 0;
+
+	for (; *in && o + 1 < out_size; in++)
+		out[o++] = ((unsigned char) *in < 0x20 || *in == 0x7F || *in == '"' || *in == '\\') ? '_' : *in;
+	out[o] = '\0';
+}
+
+/* GET /uploads/{id}: the database checks the signed URL, the file is sent from disk. */
+static enum MHD_Result
+serve_upload_get(struct MHD_Connection *conn, struct request *req)
+{
+	struct db_reply reply;
+	db_status	st = call_with_body(conn, req, NULL, &reply);
+	char		id[64];
+	char		ctype[160];
+	char		name[300];
+	char		disposition[340];
+	json_t	   *h;
+	json_t	   *f;
+	size_t		size = 0;
+	int			fd;
+	struct MHD_Response *resp;
+
+	if (st != DB_OK)
+		return queue_db_failure(conn, req, st);
+	h = reply.status == MHD_HTTP_OK && reply.headers ? json_loads(reply.headers, 0, NULL) : NULL;
+	f = json_loads(json_string_value(json_object_get(h, "X-Pgwa-File")) ?
+				   json_string_value(json_object_get(h, "X-Pgwa-File")) : "null", 0, NULL);
+	json_decref(h);
+	if (!json_is_object(f))
+	{
+		json_decref(f);
+		return queue_db_reply(conn, req, &reply);
+	}
+	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(f, "id")) ?: "");
+	safe_header_value(json_string_value(json_object_get(f, "contentType")) ?: "application/octet-stream",
+					  ctype, sizeof(ctype));
+	safe_header_value(json_string_value(json_object_get(f, "fileName")) ?: "file", name, sizeof(name));
+	json_decref(f);
+	free(reply.body);
+	free(reply.headers);
+	fd = uploads_open(id, &size);
+	if (fd < 0)
+		return queue_error(conn, req, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "the upload's file is gone");
+	resp = MHD_create_response_from_fd(size, fd);
+	if (resp == NULL)
+	{
+		close(fd);
+		return MHD_NO;
+	}
+	snprintf(disposition, sizeof(disposition), "inline; filename=\"%s\"", name);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disposition);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "private, max-age=60");
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	return queue_reply(conn, req, MHD_HTTP_OK, resp, true, size);
+}
+
 /*
  * Hand a fully received request to its handler.  Everything is served by
- * pgwa.http(); routes the front has to serve itself (streams, uploads)
- * belong here, ahead of the generic call.
+ * pgwa.http(); routes the front has to serve itself (uploads' files, and
+ * streams) go to their handlers, ahead of the generic call.
  */
 static enum MHD_Result
 dispatch(struct MHD_Connection *conn, struct request *req)
@@ -429,6 +584,10 @@ dispatch(struct MHD_Connection *conn, struct request *req)
 
 	if (!is_inbound_webhook(req->path) && !ratelimit_take(presented_key(conn), &retry_after))
 		return queue_rate_limited(conn, req, retry_after);
+	if (uploads_is_post(req->method, req->path))
+		return serve_upload_post(conn, req);
+	if (uploads_is_get(req->method, req->path))
+		return serve_upload_get(conn, req);
 	return call_pgwa_http(conn, req);
 }
 
@@ -450,6 +609,7 @@ request_start(struct MHD_Connection *conn, const char *url, const char *method)
 		free(req);
 		return NULL;
 	}
+	req->limit = uploads_is_post(req->method, req->path) ? max_upload_size : max_body_size;
 	id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
 	if (id != NULL && request_id_is_sane(id))
 		strcpy(req->request_id, id);
@@ -475,7 +635,7 @@ check_headers(struct MHD_Connection *conn, struct request *req)
 	if (cl == NULL)
 		return MHD_YES;
 	declared = strtoull(cl, &end, 10);
-	if (declared > max_body_size)
+	if (declared > req->limit)
 	{
 		req->too_large = true;
 		return queue_too_large(conn, req);
@@ -500,7 +660,7 @@ body_append(struct request *req, const char *data, size_t size)
 	req->bytes_in += size;
 	if (req->too_large)
 		return false;
-	if (size > max_body_size - req->body_len)
+	if (size > req->limit - req->body_len)
 	{
 		req->too_large = true;
 		free(req->body);
@@ -515,8 +675,8 @@ body_append(struct request *req, const char *data, size_t size)
 
 		while (cap < req->body_len + size + 1)
 			cap *= 2;
-		if (cap > max_body_size + 1)
-			cap = max_body_size + 1;
+		if (cap > req->limit + 1)
+			cap = req->limit + 1;
 		p = realloc(req->body, cap);
 		if (p == NULL)
 			return false;
@@ -564,7 +724,7 @@ request_handler(void *cls, struct MHD_Connection *conn, const char *url,
 		 * oversized body without Content-Length is drained and refused at
 		 * its end; one that goes on far past the limit is cut off.
 		 */
-		if (req->too_large && req->bytes_in - max_body_size > DRAIN_MAX)
+		if (req->too_large && req->bytes_in - req->limit > DRAIN_MAX)
 		{
 			log_error("request %s: body far over the limit, closing connection",
 					  req->request_id);

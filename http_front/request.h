@@ -10,7 +10,7 @@
 
 #include <microhttpd.h>
 
-extern void request_init(size_t max_body);
+extern void request_init(size_t max_body, size_t max_upload);
 extern void request_begin_shutdown(void);
 extern unsigned int request_in_flight(void);
 

@@ -94,8 +94,8 @@ add_reply_headers(struct MHD_Response *resp, const char *headers_json,
 		char		num[32];
 		const char *text = NULL;
 
-		/* the front sets its own */
-		if (strcasecmp(name, "X-Request-Id") == 0)
+		/* the front sets its own; X-Pgwa-* are between pgwa.http() and the front */
+		if (strcasecmp(name, "X-Request-Id") == 0 || strncasecmp(name, "X-Pgwa-", 7) == 0)
 			continue;
 		if (json_is_string(value))
 			text = json_string_value(value);

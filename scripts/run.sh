@@ -88,8 +88,11 @@ if [ -f "$state/pgwa-http.pid" ] && kill -0 "$(cat "$state/pgwa-http.pid")" 2>/d
 else
 	: > "$state/pgwa-http.log"
 	chown "$owner" "$state/pgwa-http.log"
+	mkdir -p "$state/uploads"
+	chown "$owner" "$state/uploads"
 	PGWA_HTTP_PORT=$http_port nohup runuser -u "$owner" -- env PGHOST="$PGHOST" PGPORT="$PGPORT" \
 		PGUSER="$PGUSER" PGDATABASE="$PGDATABASE" PGPASSWORD="$PGPASSWORD" PGWA_HTTP_PORT="$http_port" \
+		PGWA_HTTP_UPLOAD_DIR="${PGWA_HTTP_UPLOAD_DIR:-$state/uploads}" \
 		"$root/http_front/pgwa-http" >> "$state/pgwa-http.log" 2>&1 &
 	echo $! > "$state/pgwa-http.pid"
 	for _ in $(seq 50); do

@@ -89,8 +89,8 @@ END $$;
 -- Registers the periodic jobs with pg_cron (in the database pg_cron serves,
 -- cron.database_name): reconciling the timelines of the last two days each
 -- night, the retention of sent messages, raw webhook bodies, client webhook
--- deliveries and real-time events each hour, and the stalled history-sync
--- check each minute. Jobs keep their names, so calling it again updates
+-- deliveries and real-time events each hour, the stalled history-sync
+-- check each minute, and the expiry of uploads every five minutes. Jobs keep their names, so calling it again updates
 -- them. Returns {job name: job id}.
 CREATE FUNCTION pgwa.schedule_maintenance(p_outbox_retention interval DEFAULT '30 days',
                                           p_webhook_retention interval DEFAULT '30 days',
@@ -111,7 +111,8 @@ BEGIN
 		 format('SELECT pgwa.purge_webhook_events(%L), pgwa.purge_webhook_deliveries(%L)',
 		        p_webhook_retention, p_webhook_retention)),
 		('pgwa-events-retention', '37 * * * *', format('SELECT pgwa.purge_events(%L)', p_events_retention)),
-		('pgwa-history-sync-check', '* * * * *', 'SELECT pgwa.check_stalled_history_syncs()')) AS x(name, schedule, command)
+		('pgwa-history-sync-check', '* * * * *', 'SELECT pgwa.check_stalled_history_syncs()'),
+		('pgwa-upload-expiry', '*/5 * * * *', 'SELECT pgwa.expire_uploads()')) AS x(name, schedule, command)
 	LOOP
 		v := v || jsonb_build_object(j.name, (SELECT cron.schedule(j.name, j.schedule, j.command)));
 	END LOOP;

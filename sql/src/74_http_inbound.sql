@@ -215,6 +215,13 @@ DECLARE
 	n int := coalesce(array_length(p_seg, 1), 0);
 	i uuid;
 BEGIN
+	IF n = 3 AND p_seg[2] = 'whatsapp' AND p_seg[3] = 'uploads' THEN
+		-- uploads (75_uploads.sql): pgwa-http holds the file and calls with what it read of it
+		IF p_method = 'POST' THEN
+			RETURN pgwa._http_upload(p_headers, p_query, p_body);
+		END IF;
+		RETURN pgwa._not_allowed(p_method, 'POST');
+	END IF;
 	IF p_seg[2] = 'whatsapp' OR p_seg[6] IN ('messages', 'status', 'exists', 'groups', 'metrics', 'broker') THEN
 		-- the seeds' send routes and broker operations (76_http_seed_routes.sql)
 		RETURN pgwa._route_seed_send(p_method, p_seg[2:], p_query, p_headers, p_body);

@@ -19,6 +19,12 @@ BEGIN
 			r := pgwa._route_webhooks(p_method, p_seg, p_query, p_headers, p_body);
 		WHEN 'integrations' THEN
 			r := pgwa._route_seed_send(p_method, p_seg, p_query, p_headers, p_body);
+		WHEN 'uploads' THEN
+			IF coalesce(array_length(p_seg, 1), 0) = 2 AND p_method IN ('GET', 'HEAD') THEN
+				r := pgwa._http_upload_file(p_seg[2], p_query);
+			ELSIF coalesce(array_length(p_seg, 1), 0) = 2 THEN
+				r := pgwa._not_allowed(p_method, 'GET');
+			END IF;
 		WHEN 'connections' THEN
 			r := pgwa._route_connections(p_method, p_seg, p_query, p_headers, p_body);
 		WHEN 'instances' THEN

@@ -72,8 +72,8 @@ JOBS=$(sql "SELECT pgwa.schedule_maintenance()")
 JOB=$(jq -r '."pgwa-history-sync-check"' <<< "$JOBS")
 is "$(sql "SELECT schedule || ' ' || command FROM cron.job WHERE jobid = $JOB")" \
 	"* * * * * SELECT pgwa.check_stalled_history_syncs()" "pg_cron runs the stalled-sync check every minute"
-is "$(sql "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pgwa-%'")" 5 "and the other maintenance jobs"
+is "$(sql "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pgwa-%'")" 6 "and the other maintenance jobs"
 is "$(jq -c 'keys' <<< "$(sql "SELECT pgwa.schedule_maintenance()")")" "$(jq -c 'keys' <<< "$JOBS")" \
 	"scheduling again updates the same jobs"
-is "$(sql "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pgwa-%'")" 5 "still five"
+is "$(sql "SELECT count(*) FROM cron.job WHERE jobname LIKE 'pgwa-%'")" 6 "still six"
 sql "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'pgwa-%'" > /dev/null
