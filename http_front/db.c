@@ -59,8 +59,9 @@ ignore_notice(void *arg, const char *message)
 	(void) message;
 }
 
-static PGconn *
-open_conn(void)
+/* A new session set up like the pool's; also for the event streams' own. */
+PGconn *
+db_connect(void)
 {
 	/* later entries override what an expanded dbname connection string sets */
 	const char *const keywords[] = {
@@ -143,7 +144,7 @@ static bool
 ensure_connected(struct db_conn *dc)
 {
 	if (dc->conn == NULL)
-		dc->conn = open_conn();
+		dc->conn = db_connect();
 	else if (dc->broken || !conn_alive(dc->conn))
 		PQreset(dc->conn);
 	else

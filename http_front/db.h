@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include <libpq-fe.h>
+
 typedef enum db_status
 {
 	DB_OK,						/* reply filled in */
@@ -34,6 +36,7 @@ struct db_reply
 };
 
 extern void db_init(const char *dsn);
+extern PGconn *db_connect(void);
 extern db_status db_call_http(const struct db_call *call, struct db_reply *reply);
 extern void db_cancel_all(void);
 extern void db_close_all(void);

@@ -5,7 +5,7 @@
  * Reads its configuration from the environment, runs libmicrohttpd with
  * an internal thread pool, and shuts down gracefully on SIGTERM/SIGINT:
  * stop accepting, let in-flight requests finish within a grace period,
- * then stop the pool and close the database sessions.
+ * end the event streams, then stop the pool and close the database sessions.
  */
 #define _GNU_SOURCE				/* pipe2 */
 
@@ -31,6 +31,7 @@
 #include "ratelimit.h"
 #include "request.h"
 #include "uploads.h"
+#include "stream.h"
 
 struct config
 {
@@ -43,6 +44,8 @@ struct config
 	unsigned int rate_limit;
 	unsigned int broker_timeout;
 	unsigned int rate_burst;
+	unsigned int max_streams;
+	unsigned int heartbeat;
 	size_t		max_body;
 	size_t		max_upload;
 	const char *upload_dir;
@@ -71,6 +74,9 @@ usage(FILE *out)
 			"  PGWA_HTTP_MAX_UPLOAD       upload body limit in bytes (104857600)\n"
 			"  PGWA_HTTP_UPLOAD_DIR       where uploaded files are kept (pgwa-uploads)\n"
 			"  PGWA_HTTP_RATE_BURST       requests a key may send at once (2 x the limit)\n"
+			"  PGWA_HTTP_MAX_STREAMS      concurrent GET /v1/events streams, one database\n"
+			"                             session and thread each; 503 past it (16)\n"
+			"  PGWA_HTTP_SSE_HEARTBEAT    seconds of silence before a stream's heartbeat (15)\n"
 			"  PGWA_DSN                   libpq connection string; else PG* variables\n");
 }
 
@@ -137,6 +143,8 @@ read_config(struct config *cfg, int argc, char **argv)
 	cfg->broker_timeout = (unsigned int) env_number("PGWA_HTTP_BROKER_TIMEOUT", 5000, 100, 120000);
 	cfg->rate_burst = (unsigned int)
 		env_number("PGWA_HTTP_RATE_BURST", 2ULL * cfg->rate_limit, 0, 2000000);
+	cfg->max_streams = (unsigned int) env_number("PGWA_HTTP_MAX_STREAMS", 16, 0, 10000);
+	cfg->heartbeat = (unsigned int) env_number("PGWA_HTTP_SSE_HEARTBEAT", 15, 1, 3600);
 
 	log_flag = getenv("PGWA_HTTP_ACCESS_LOG");
 	cfg->access_log = true;
@@ -290,6 +298,8 @@ shutdown_daemon(struct MHD_Daemon *daemon, unsigned int grace)
 	if (listen_fd == MHD_INVALID_SOCKET)
 		log_error("cannot stop accepting connections; stopping at once");
 	request_begin_shutdown();
+	/* streams never finish by themselves: end them, clients resume later */
+	stream_shutdown();
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	log_info("shutting down, %u request(s) in flight", request_in_flight());
 
@@ -306,10 +316,14 @@ shutdown_daemon(struct MHD_Daemon *daemon, unsigned int grace)
 		}
 	}
 
+	/* streams' connections are resumed by now, as MHD_stop_daemon() requires */
+	stream_shutdown();
 	MHD_stop_daemon(daemon);
 	/* ours to close, but only once the pool is gone */
 	if (listen_fd != MHD_INVALID_SOCKET)
 		close(listen_fd);
+	if (!stream_wait(5))
+		log_error("event stream threads still busy at exit");
 	db_close_all();
 }
 
@@ -334,12 +348,15 @@ main(int argc, char **argv)
 	uploads_init(cfg.upload_dir);
 	ratelimit_init(cfg.rate_limit, cfg.rate_burst);
 	forward_init(cfg.broker_timeout);
+	stream_init(cfg.max_streams, cfg.heartbeat);
 	dsn = getenv("PGWA_DSN");
 	db_init(dsn != NULL && dsn[0] != '\0' ? dsn : NULL);
 	json_object_seed(0);
 	setup_signals(&stop_set);
 
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	/* event streams suspend their connection while they wait (stream.c) */
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+		MHD_ALLOW_SUSPEND_RESUME;
 	flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ?
 		MHD_USE_EPOLL : MHD_USE_POLL;
 	if (ss.ss_family == AF_INET6)

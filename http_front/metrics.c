@@ -2,7 +2,8 @@
  * metrics.c
  *		pgwa-http's own metrics, appended to GET /metrics (the database's):
  *		pgwa_http_requests_total{method,route,status} and the histogram
- *		pgwa_http_request_duration_seconds, from arrival to the answer's end.
+ *		pgwa_http_request_duration_seconds, from arrival to the answer's end
+ *		(to the start of an event stream), and the gauge pgwa_http_event_streams.
  *
  * A route is the path with what varies taken out: segments that are ids,
  * numbers or tokens become {id}, so that the series stay few; past
@@ -17,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "stream.h"
 
 #define MAX_SERIES 256
 #define ROUTE_LEN 96
@@ -154,6 +157,10 @@ metrics_render(size_t *len)
 				  "pgwa_http_request_duration_seconds_sum %.6f\n"
 				  "pgwa_http_request_duration_seconds_count %llu\n", total, sum, total);
 	pthread_mutex_unlock(&lock);
+	o += snprintf(out + o, cap - o,
+				  "# HELP pgwa_http_event_streams GET /v1/events streams open.\n"
+				  "# TYPE pgwa_http_event_streams gauge\n"
+				  "pgwa_http_event_streams %u\n", stream_count());
 	*len = o;
 	return out;
 }

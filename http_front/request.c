@@ -33,6 +33,7 @@
 #include "ratelimit.h"
 #include "request.h"
 #include "response.h"
+#include "stream.h"
 #include "text.h"
 #include "uploads.h"
 
@@ -55,6 +56,8 @@ struct request
 	bool		responded;
 	unsigned int status;
 	size_t		bytes_out;
+	struct stream *stream;		/* GET /v1/events, once streaming */
+	bool		observed;		/* metrics taken when the stream started */
 };
 
 static size_t max_body_size;
@@ -285,17 +288,23 @@ collect_argument(void *cls, enum MHD_ValueKind kind, const char *key,
 	return MHD_YES;
 }
 
+static json_t *
+query_object(struct MHD_Connection *conn)
+{
+	json_t	   *obj = json_object();
+
+	if (obj != NULL)
+		MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND,
+									collect_argument, obj);
+	return obj;
+}
+
 static char *
 query_json(struct MHD_Connection *conn)
 {
-	json_t	   *obj = json_object();
-	char	   *text;
+	json_t	   *obj = query_object(conn);
+	char	   *text = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
 
-	if (obj == NULL)
-		return NULL;
-	MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND,
-								collect_argument, obj);
-	text = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
 	return text;
 }
@@ -320,12 +329,11 @@ client_addr(struct MHD_Connection *conn, char *buf, size_t size)
 }
 
 /* Request headers, plus the two the front sets itself. */
-static char *
-headers_json(struct MHD_Connection *conn, const struct request *req)
+static json_t *
+headers_object(struct MHD_Connection *conn, const struct request *req)
 {
 	json_t	   *obj = json_object();
 	char		addr[INET6_ADDRSTRLEN];
-	char	   *text;
 
 	if (obj == NULL)
 		return NULL;
@@ -335,12 +343,40 @@ headers_json(struct MHD_Connection *conn, const struct request *req)
 								json_string_nocheck(req->request_id));
 	json_object_set_new_nocheck(obj, "x-pgwa-client-addr",
 								json_string_nocheck(addr));
-	text = json_dumps(obj, JSON_COMPACT);
+	return obj;
+}
+
+static char *
+headers_json(struct MHD_Connection *conn, const struct request *req)
+{
+	json_t	   *obj = headers_object(conn, req);
+	char	   *text = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
+
 	json_decref(obj);
 	return text;
 }
 
 /* ---------- handlers ---------- */
+
+/* The answer to a pgwa.http() call, or the front's error when it failed. */
+static enum MHD_Result
+queue_db_status(struct MHD_Connection *conn, struct request *req, db_status st,
+				struct db_reply *reply)
+{
+	switch (st)
+	{
+		case DB_OK:
+			return queue_db_reply(conn, req, reply);
+		case DB_UNAVAILABLE:
+			return queue_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE,
+							   "DATABASE_UNAVAILABLE",
+							   "database is unavailable, retry later");
+		case DB_FAILED:
+			break;
+	}
+	return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR,
+					   "INTERNAL", "internal error");
+}
 
 /* The generic path: one call of pgwa.http() per request. */
 /* pgwa.http() for this request, with `body` (NULL: none). */
@@ -365,15 +401,6 @@ call_with_body(struct MHD_Connection *conn, struct request *req, const char *bod
 }
 
 static enum MHD_Result
-queue_db_failure(struct MHD_Connection *conn, struct request *req, db_status st)
-{
-	if (st == DB_UNAVAILABLE)
-		return queue_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE,
-						   "DATABASE_UNAVAILABLE", "database is unavailable, retry later");
-	return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
-}
-
-static enum MHD_Result
 call_pgwa_http(struct MHD_Connection *conn, struct request *req)
 {
 	struct db_reply reply;
@@ -385,9 +412,7 @@ call_pgwa_http(struct MHD_Connection *conn, struct request *req)
 
 	st = call_with_body(conn, req, req->body_len > 0 ? req->body : NULL, &reply);
 
-	if (st == DB_OK)
-		return queue_db_reply(conn, req, &reply);
-	return queue_db_failure(conn, req, st);
+	return queue_db_status(conn, req, st, &reply);
 }
 
 /* The credential as presented: X-API-Key, else a Bearer token, else X-Authorization. */
@@ -428,6 +453,112 @@ is_inbound_webhook(const char *path)
 {
 	return strncmp(path, "/webhooks/", 10) == 0 ||
 		strcmp(path, "/api/integrations/whatsapp/webhook") == 0;
+}
+
+static double
+elapsed_seconds(const struct request *req)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double) (now.tv_sec - req->started.tv_sec) +
+		(double) (now.tv_nsec - req->started.tv_nsec) / 1e9;
+}
+
+/*
+ * GET /v1/events as server-sent events (stream.c).  pgwa.http() answers
+ * the same route with limit=0 first: its errors (401, 403, a bad
+ * Last-Event-ID) are the answer, else its page says whose events these are
+ * and after which id the stream starts.  That call uses the pool's session
+ * like any request; the stream then has a session of its own.
+ */
+static enum MHD_Result
+serve_events(struct MHD_Connection *conn, struct request *req)
+{
+	struct db_call call = {.method = req->method,.path = req->path};
+	struct db_reply reply;
+	json_t	   *query = query_object(conn);
+	json_t	   *headers = headers_object(conn, req);
+	json_t	   *page = NULL;
+	char	   *query_text = NULL;
+	char	   *headers_text = NULL;
+	const char *tenant;
+	json_t	   *last;
+	struct MHD_Response *resp = NULL;
+	db_status	st = DB_FAILED;
+	enum MHD_Result ret;
+
+	if (!stream_reserve())
+	{
+		json_decref(query);
+		json_decref(headers);
+		return queue_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "TOO_MANY_STREAMS",
+						   "too many event streams open, retry later");
+	}
+	if (query != NULL && headers != NULL &&
+		json_object_set_new(query, "limit", json_string("0")) == 0)
+	{
+		call.query = query_text = json_dumps(query, JSON_COMPACT);
+		call.headers = headers_text = json_dumps(headers, JSON_COMPACT);
+		if (call.query != NULL && call.headers != NULL)
+			st = db_call_http(&call, &reply);
+	}
+	free(query_text);
+	free(headers_text);
+	query_text = headers_text = NULL;
+	if (st != DB_OK || reply.status != MHD_HTTP_OK)
+	{
+		stream_unreserve();
+		json_decref(query);
+		json_decref(headers);
+		return queue_db_status(conn, req, st, &reply);
+	}
+
+	page = json_loadb(reply.body, reply.body_len, 0, NULL);
+	free(reply.body);
+	free(reply.headers);
+	tenant = json_string_value(json_object_get(page, "tenantId"));
+	last = json_object_get(page, "lastId");
+
+	/* the stream's reads say where they start themselves */
+	json_object_del(query, "after");
+	json_object_del(query, "limit");
+	json_object_del(headers, "last-event-id");
+	if (tenant != NULL && json_is_integer(last))
+	{
+		query_text = json_dumps(query, JSON_COMPACT);
+		headers_text = json_dumps(headers, JSON_COMPACT);
+		if (query_text != NULL && headers_text != NULL)
+			resp = stream_start(conn, tenant, json_integer_value(last), query_text, headers_text,
+								&req->stream);
+		else
+			stream_unreserve();
+	}
+	else
+	{
+		log_error("request %s: pgwa.http gave no stream start for GET /v1/events", req->request_id);
+		stream_unreserve();
+	}
+	free(query_text);
+	free(headers_text);
+	json_decref(page);
+	json_decref(query);
+	json_decref(headers);
+	if (resp == NULL)
+		return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	/* proxies that buffer responses (nginx) would hold the events back */
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	ret = queue_reply(conn, req, MHD_HTTP_OK, resp, true, 0);
+	/* a stream's duration is its client's choice: the histogram takes its start */
+	if (ret == MHD_YES)
+	{
+		metrics_observe(req->method, req->path, MHD_HTTP_OK, elapsed_seconds(req));
+		req->observed = true;
+	}
+	return ret;
 }
 
 /* The string member `key` of a JSON text, copied into out. */
@@ -482,7 +613,7 @@ serve_upload_post(struct MHD_Connection *conn, struct request *req)
 	{
 		if (tmp[0])
 			unlink(tmp);
-		return queue_db_failure(conn, req, st);
+		return queue_db_status(conn, req, st, &reply);
 	}
 	if (tmp[0])
 	{
@@ -538,7 +669,7 @@ serve_upload_get(struct MHD_Connection *conn, struct request *req)
 	struct MHD_Response *resp;
 
 	if (st != DB_OK)
-		return queue_db_failure(conn, req, st);
+		return queue_db_status(conn, req, st, &reply);
 	h = reply.status == MHD_HTTP_OK && reply.headers ? json_loads(reply.headers, 0, NULL) : NULL;
 	f = json_loads(json_string_value(json_object_get(h, "X-Pgwa-File")) ?
 				   json_string_value(json_object_get(h, "X-Pgwa-File")) : "null", 0, NULL);
@@ -588,6 +719,8 @@ dispatch(struct MHD_Connection *conn, struct request *req)
 		return serve_upload_post(conn, req);
 	if (uploads_is_get(req->method, req->path))
 		return serve_upload_get(conn, req);
+	if (strcmp(req->path, "/v1/events") == 0 && strcmp(req->method, MHD_HTTP_METHOD_GET) == 0)
+		return serve_events(conn, req);
 	return call_pgwa_http(conn, req);
 }
 
@@ -764,8 +897,13 @@ request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		(double) (now.tv_nsec - req->started.tv_nsec) / 1e6;
 	entry.bytes_in = req->bytes_in;
 	entry.bytes_out = req->bytes_out;
+	if (req->stream != NULL)
+	{
+		entry.bytes_out = stream_bytes_out(req->stream);
+		stream_unref(req->stream);
+	}
 	log_access(&entry);
-	if (req->status != 0)
+	if (req->status != 0 && !req->observed)
 		metrics_observe(req->method, req->path, req->status, entry.duration_ms / 1000.0);
 
 	free(req->method);

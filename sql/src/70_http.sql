@@ -425,6 +425,9 @@ BEGIN
 	ELSIF p_seg[2] = 'webhooks' AND n BETWEEN 2 AND 6 THEN
 		-- client webhook subscriptions (71_http_webhooks.sql)
 		RETURN pgwa._route_webhooks(p_method, p_seg, p_query, pgwa._require_tenant(p_headers), p_body);
+	ELSIF p_seg[2] = 'events' AND n = 2 THEN
+		-- real-time events after an id; pgwa-http streams them (73_http_events.sql)
+		RETURN pgwa._http_events(p_method, p_query, p_headers);
 	ELSIF p_seg[2] = 'messages' AND n = 4 AND p_seg[4] = 'replay' THEN
 		v_tenant := pgwa._require_tenant(p_headers);
 		IF p_method = 'POST' THEN
