@@ -69,6 +69,9 @@ struct stream
 
 static unsigned int max_streams;
 static unsigned int heartbeat_ms;
+
+/* How often an idle stream looks for held-back events (ms). */
+#define RECHECK_MS 1000
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t registry_empty = PTHREAD_COND_INITIALIZER;
 static struct stream *registry;
@@ -439,6 +442,7 @@ stream_main(void *arg)
 			{.fd = PQsocket(pg),.events = POLLIN},
 		};
 		int			timeout = -1;
+		int			n_ready;
 		char		drain[64];
 
 		if (ended)
@@ -463,10 +467,20 @@ stream_main(void *arg)
 				continue;
 			}
 			timeout = (int) (heartbeat_ms - quiet);
+			/*
+			 * look again each second: a page holds back events of a
+			 * transaction younger than one still writing (an earlier id may
+			 * commit later), and that writer may end without a notification
+			 */
+			if (timeout > RECHECK_MS)
+				timeout = RECHECK_MS;
 		}
 		/* a full buffer waits for the client; notifications are still read */
-		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
+		n_ready = poll(pfd, 2, timeout);
+		if (n_ready < 0 && errno != EINTR)
 			break;
+		if (n_ready == 0 && !busy)
+			want = true;
 		if (pfd[0].revents != 0)
 			while (read(s->wake[0], drain, sizeof(drain)) > 0)
 				;

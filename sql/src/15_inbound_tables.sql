@@ -161,7 +161,9 @@ CREATE TABLE pgwa.events (
 	id         bigint GENERATED ALWAYS AS IDENTITY,
 	event      text   NOT NULL,
 	payload    jsonb  NOT NULL,
-	created_at timestamptz NOT NULL DEFAULT now(),
+	-- the clock right after the id was taken (not the transaction's start):
+	-- pgwa._events_after relies on it to never skip an event committed late
+	created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
 	PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX events_created ON pgwa.events (created_at);

@@ -22,7 +22,21 @@ $$;
 -- events (one range of the primary key) and then applies the filters (event
 -- names p_events, instance p_instance), so rare events cost several short
 -- reads, never one long scan: lastId is the last id read (p_after when none),
--- where the next page starts, and more says that the page was full.
+-- where the next page starts, and more says that the page was full. Events
+-- of transactions that started after the oldest one still writing wait for
+-- the next page (pgwa._events_horizon): an id taken earlier may commit later.
+-- The start of the oldest transaction that is writing now (this one aside).
+-- Its events, not committed yet, took their ids after it started; every
+-- event created before that moment took a smaller id. So a page that stops
+-- before the first event created at or after it never moves past an id that
+-- could still appear. Reads every session (SECURITY DEFINER: the extension's
+-- owner sees them all).
+CREATE FUNCTION pgwa._events_horizon() RETURNS timestamptz
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+	SELECT min(a.xact_start) FROM pg_stat_activity a
+	WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid() AND a.datname = current_database()
+$$;
+
 CREATE FUNCTION pgwa._events_after(p_tenant uuid, p_after bigint, p_limit int,
                                    p_events text[] DEFAULT NULL, p_instance uuid DEFAULT NULL)
 RETURNS jsonb
@@ -31,6 +45,8 @@ LANGUAGE sql STABLE AS $$
 		SELECT e.id, e.event, e.payload, e.created_at, pgwa._event_instance(e.tenant_id, e.payload) AS instance_id
 		FROM pgwa.events e
 		WHERE e.tenant_id = p_tenant AND e.id > p_after
+		  -- ids come in commit order only up to the oldest writer's start
+		  AND e.created_at < coalesce((SELECT pgwa._events_horizon()), 'infinity')
 		ORDER BY e.id
 		LIMIT p_limit)
 	SELECT jsonb_build_object(

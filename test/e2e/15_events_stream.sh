@@ -78,6 +78,23 @@ is "$(post_message events-2)" 202 "a second webhook"
 # count PATTERN FILE: lines of FILE matching PATTERN (for wait_for, which runs a command again and again)
 count() { grep -c "$1" "$2"; }
 at_least() { [ "$(count "$2" "$3")" -ge "$1" ]; }
+
+# An event whose id was taken before a later one's but committed after it
+# reached the stream: the stream must not move past its id.
+LATE0=$(sql "SELECT coalesce(max(id), 0) FROM pgwa.events WHERE tenant_id = '$TENANT'")
+psql -X -qtA -v ON_ERROR_STOP=1 >/dev/null 2>&1 <<SQL &
+BEGIN;
+SELECT pgwa._emit('$TENANT', 'e2e.late', '{"n": 1}');
+SELECT pg_sleep(2);
+COMMIT;
+SQL
+LATEPID=$!
+sleep 0.5
+sql "SELECT pgwa._emit('$TENANT', 'e2e.early', '{\"n\": 2}')" > /dev/null
+wait "$LATEPID"
+ok "both reach the stream" wait_for 10 bash -c "grep -q '^event: e2e.late' '$E2E_TMP/mine.sse' && grep -q '^event: e2e.early' '$E2E_TMP/mine.sse'"
+is "$(frames "$E2E_TMP/mine.sse" | awk '$2 ~ /^e2e\./ {print $2}' | tr '\n' ' ')" "e2e.late e2e.early " \
+	"in id order: the late commit's smaller id first"
 ok "its messages.new arrives too" wait_for 10 at_least 2 '^event: messages.new' "$E2E_TMP/mine.sse"
 is "$(count '^event: messages.new' "$E2E_TMP/mine.sse")" 2 "once"
 ids_of() { frames "$1" | awk '{print $1}' | tr '\n' ' ' | sed 's/ $//'; }
