@@ -89,7 +89,8 @@ else:
         if line.lower().startswith("content-type:"):
             ctype = line.split(":", 1)[1].strip().lower()
     media = resp.get("content", {})
-    if media and not any(ctype.startswith(m) for m in media):
+    # */* documents a body of any type (a file served as uploaded)
+    if media and "*/*" not in media and not any(ctype.startswith(m) for m in media):
         problems.append(f"Content-Type {ctype} is not documented ({', '.join(media)})")
     elif "application/json" in media and ctype.startswith("application/json"):
         try:
@@ -238,6 +239,74 @@ CONN=$(j .sessionId)
 call listConnections /connections "" "$KEY"
 call getConnection "/connections/$CONN" "" "$KEY"
 call connectionSend "/connections/$CONN/send" '{"messageId":"oa-e2e-c1","to":"5511900007004","body":"hello"}' "$KEY"
+
+# Broker operations (seed 000): the mock broker's answers, passed through
+OPS="/integrations/whatsapp/instances/$INST"
+call getBrokerStatus "$OPS/status" "" "$KEY"
+call checkBrokerExists "$OPS/exists" '{"phone":"+55 11 90000-7005"}' "$KEY"
+call listBrokerGroups "$OPS/groups" "" "$KEY"
+call getBrokerMetrics "$OPS/metrics" "" "$KEY"
+call createBrokerInstance "$OPS/broker" '{"webhookUrl":"http://127.0.0.1:9/hook"}' "$KEY"
+call getBrokerStatusApi "/api$OPS/status" "" "$KEY"
+call checkBrokerExistsApi "/api$OPS/exists" '{"numbers":["5511900007005"]}' "$KEY"
+call getBrokerMetricsApi "/api$OPS/metrics" "" "$KEY"
+call createBrokerInstanceApi "/api$OPS/broker" '{}' "$KEY"
+mock /__mock/rules POST '{"rules":[{"path_prefix":"/instances/oa-e2e/groups","responses":[{"status":500,"body":{"error":"boom"}}],"times":1}]}' >/dev/null
+call listBrokerGroupsApi "/api$OPS/groups" "" "$KEY"
+is "$STATUS $(j .error.code)" "502 BROKER_ERROR" "a broker error is a 502"
+mock /__mock/rules DELETE >/dev/null
+req POST /v1/instances '{"name":"oa-e2e-bare","provider":"broker"}' "$KEY"
+call getBrokerStatus "/integrations/whatsapp/instances/$(j .id)/status" "" "$KEY"
+is "$STATUS" 503 "an instance without a broker: 503"
+
+# Uploads: the file, then its signed URL
+head -c 2048 /dev/urandom > "$E2E_TMP/oa.png"
+call createUpload /api/whatsapp/uploads "" "$KEY" -F "file=@$E2E_TMP/oa.png;type=image/png"
+UP_URL=$(j .resourceUrl)
+call createUpload /api/whatsapp/uploads "" "$KEY" -F "other=@$E2E_TMP/oa.png"
+call getUploadFile "$UP_URL"
+ok "the file as uploaded" grep -qi '^content-type: image/png' <<< "$HEADERS"
+call getUploadFile "${UP_URL%?}x"
+
+# Event streams: a stream (cut after 2 s), its errors
+call streamEvents /v1/events "" "$KEY" --max-time 2
+ok "the stream is text/event-stream" grep -qi '^content-type: text/event-stream' <<< "$HEADERS"
+call streamEvents /v1/events "" "" --max-time 2
+call streamEvents /v1/events "" "$KEY" --max-time 2 -H 'Last-Event-ID: yesterday'
+
+# The Z-API dialect, on an instance that is not connected: its sends wait in the queue
+ZI=$(new_instance "$KEY" oa-e2e-zapi)
+req PUT "/v1/instances/$ZI/connection" '{"state":"disconnected"}' "$KEY"
+is "$STATUS" 200 "the Z-API instance is disconnected"
+sql "SELECT pgwa.set_zapi_token('$ZI', 'oa-e2e-zapi-token-1')" > /dev/null
+Z="/instances/$ZI/token/oa-e2e-zapi-token-1"
+ZP='"phone":"5511900007010"'
+call zapiSendText "$Z/send-text" "{$ZP,\"message\":\"z-api\"}"
+ZAAP=$(j .zaapId)
+call zapiSendImage "$Z/send-image" "{$ZP,\"image\":\"https://cdn.example/a.jpg\",\"caption\":\"c\"}"
+call zapiSendVideo "$Z/send-video" "{$ZP,\"video\":\"https://cdn.example/a.mp4\"}"
+call zapiSendAudio "$Z/send-audio" "{$ZP,\"audio\":\"https://cdn.example/a.ogg\"}"
+call zapiSendDocument "$Z/send-document/pdf" "{$ZP,\"document\":\"https://cdn.example/r\",\"fileName\":\"report\"}"
+call zapiSendLink "$Z/send-link" "{$ZP,\"message\":\"see https://z.example\",\"linkUrl\":\"https://z.example\"}"
+call zapiSendLocation "$Z/send-location" "{$ZP,\"latitude\":\"-23.56\",\"longitude\":\"-46.65\",\"title\":\"Office\"}"
+call zapiSendContact "$Z/send-contact" "{$ZP,\"contactName\":\"Ana\",\"contactPhone\":\"5511900007011\"}"
+call zapiSendReaction "$Z/send-reaction" "{$ZP,\"reaction\":\"+1\",\"messageId\":\"3EB0OA\"}"
+call zapiSendPoll "$Z/send-poll" "{$ZP,\"message\":\"Lunch?\",\"poll\":[{\"name\":\"Yes\"},{\"name\":\"No\"}]}"
+call zapiSendOptionList "$Z/send-option-list" "{$ZP,\"message\":\"Pick\",\"optionList\":{\"options\":[{\"title\":\"Basic\"}]}}"
+call zapiSendButtonList "$Z/send-button-list" "{$ZP,\"message\":\"Coming?\",\"buttonList\":{\"buttons\":[{\"label\":\"Yes\"}]}}"
+call zapiSendText "$Z/send-text" "{$ZP}"
+call zapiSendText "/instances/$ZI/token/oa-e2e-wrong-token-1/send-text" "{$ZP,\"message\":\"z-api\"}"
+call zapiListQueue "$Z/queue?page=1&pageSize=5"
+call zapiQueueCount "$Z/queue/count"
+call zapiCancelMessage "$Z/queue/$ZAAP"
+call zapiCancelMessage "$Z/queue/$ZAAP"
+call zapiPurgeQueue "$Z/queue"
+call zapiGetStatus "$Z/status"
+for kind in received received-delivery delivery message-status connected disconnected; do
+	op=zapiUpdateWebhook$(sed -E 's/(^|-)(.)/\U\2/g' <<< "$kind")
+	call "$op" "$Z/update-webhook-$kind" "{\"value\":\"$MOCK_URL/client-hooks/oa-e2e/zapi\"}"
+done
+call zapiUpdateEveryWebhook "$Z/update-every-webhooks" '{"value":""}'
 
 # --- both ways: an undocumented method on each documented path is a 405 ----------
 # Each path is asked as it was called (its ids real), before anything is deleted.
