@@ -49,6 +49,7 @@ struct config
 	size_t		max_body;
 	size_t		max_upload;
 	const char *upload_dir;
+	unsigned int upload_sweep;
 	bool		access_log;
 };
 
@@ -73,6 +74,7 @@ usage(FILE *out)
 			"  PGWA_HTTP_BROKER_TIMEOUT   broker operations' timeout in milliseconds (5000)\n"
 			"  PGWA_HTTP_MAX_UPLOAD       upload body limit in bytes (104857600)\n"
 			"  PGWA_HTTP_UPLOAD_DIR       where uploaded files are kept (pgwa-uploads)\n"
+			"  PGWA_HTTP_UPLOAD_SWEEP     seconds between deletions of expired uploads' files, 0 for none (60)\n"
 			"  PGWA_HTTP_RATE_BURST       requests a key may send at once (2 x the limit)\n"
 			"  PGWA_HTTP_MAX_STREAMS      concurrent GET /v1/events streams, one database\n"
 			"                             session and thread each; 503 past it (16)\n"
@@ -134,6 +136,7 @@ read_config(struct config *cfg, int argc, char **argv)
 	cfg->max_upload = (size_t) env_number("PGWA_HTTP_MAX_UPLOAD", 100ULL << 20, 0,
 										  (unsigned long long) 1 << 32);
 	cfg->upload_dir = getenv("PGWA_HTTP_UPLOAD_DIR");
+	cfg->upload_sweep = (unsigned int) env_number("PGWA_HTTP_UPLOAD_SWEEP", 60, 0, 86400);
 	cfg->timeout = (unsigned int) env_number("PGWA_HTTP_TIMEOUT", 30, 1, 86400);
 	cfg->max_connections = (unsigned int)
 		env_number("PGWA_HTTP_MAX_CONNECTIONS", 1024, 1, 1000000);
@@ -386,8 +389,9 @@ main(int argc, char **argv)
 		printf("pgwa-http listening on %s:%u\n", cfg.addr, port);
 	fflush(stdout);
 
-	while (!wait_signal(-1))
-		;
+	/* between signals, the files of ended uploads go (uploads.c) */
+	while (!wait_signal(cfg.upload_sweep > 0 ? (int) cfg.upload_sweep * 1000 : -1))
+		uploads_sweep();
 	shutdown_daemon(daemon, cfg.shutdown_grace);
 	log_info("stopped");
 	return 0;

@@ -578,8 +578,7 @@ json_text_member(const char *text, const char *key, char *out, size_t out_size)
 /*
  * POST /api/whatsapp/uploads: the file part is written to a temporary
  * file, the database decides with what was read of it (75_uploads.sql),
- * and the file takes the upload's id once accepted. Files of ended uploads
- * the answer names are deleted.
+ * and the file takes the upload's id once accepted.
  */
 static enum MHD_Result
 serve_upload_post(struct MHD_Connection *conn, struct request *req)
@@ -590,10 +589,6 @@ serve_upload_post(struct MHD_Connection *conn, struct request *req)
 	char		id[64];
 	char	   *meta;
 	db_status	st;
-	json_t	   *h;
-	json_t	   *gone;
-	size_t		i;
-	json_t	   *v;
 
 	if (uploads_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
 					  req->body, req->body_len, &part))
@@ -630,14 +625,6 @@ serve_upload_post(struct MHD_Connection *conn, struct request *req)
 		else
 			unlink(tmp);
 	}
-	h = reply.headers ? json_loads(reply.headers, 0, NULL) : NULL;
-	gone = json_loads(json_string_value(json_object_get(h, "X-Pgwa-Remove")) ?
-					  json_string_value(json_object_get(h, "X-Pgwa-Remove")) : "[]", 0, NULL);
-	json_array_foreach(gone, i, v)
-		if (json_is_string(v))
-		uploads_remove(json_string_value(v));
-	json_decref(gone);
-	json_decref(h);
 	return queue_db_reply(conn, req, &reply);
 }
 

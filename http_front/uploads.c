@@ -10,6 +10,10 @@
 #define _GNU_SOURCE				/* memmem */
 #include "uploads.h"
 
+#include <jansson.h>
+
+#include "db.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -233,4 +237,31 @@ uploads_open(const char *id, size_t *size)
 	}
 	*size = (size_t) st.st_size;
 	return fd;
+}
+
+/*
+ * Deletes the files of ended uploads: the database hands them out (POST
+ * /uploads/sweep, a route only callers other than HTTP clients reach) and
+ * marks them removed. Called by the main thread every
+ * PGWA_HTTP_UPLOAD_SWEEP seconds, on a database session of its own.
+ */
+void
+uploads_sweep(void)
+{
+	struct db_call call = {.method = "POST",.path = "/uploads/sweep",.query = "{}",
+	.headers = "{\"x-request-id\": \"upload-sweep\"}",.body = NULL};
+	struct db_reply reply;
+	json_t	   *body;
+	json_t	   *v;
+	size_t		i;
+
+	if (db_call_http(&call, &reply) != DB_OK)
+		return;
+	body = reply.status == 200 ? json_loads(reply.body, 0, NULL) : NULL;
+	json_array_foreach(json_object_get(body, "remove"), i, v)
+		if (json_is_string(v))
+		uploads_remove(json_string_value(v));
+	json_decref(body);
+	free(reply.body);
+	free(reply.headers);
 }

@@ -31,5 +31,7 @@ extern bool uploads_commit(const char *tmp, const char *id);
 extern void uploads_remove(const char *id);
 /* The upload's file, open for reading (-1 when gone); its size in *size. */
 extern int	uploads_open(const char *id, size_t *size);
+/* Deletes the files of ended uploads the database names. */
+extern void uploads_sweep(void);
 
 #endif

@@ -65,7 +65,7 @@ if [ -z "$only" ] || [ "$only" = e2e ]; then
 	PGWA_ADMIN_KEY=$(psql -X -qtA -d pgwa -c "SELECT pgwa.create_admin_key('e2e')")
 	test/mock_broker/mock-broker --port 0 --port-file "$work/mock.port" > "$work/mock.log" 2>&1 &
 	pids+=($!)
-	PGDATABASE=pgwa PGWA_HTTP_PORT=0 PGWA_HTTP_THREADS=4 PGWA_HTTP_UPLOAD_DIR="$work/uploads" \
+	PGDATABASE=pgwa PGWA_HTTP_PORT=0 PGWA_HTTP_THREADS=4 PGWA_HTTP_UPLOAD_DIR="$work/uploads" PGWA_HTTP_UPLOAD_SWEEP=1 \
 		http_front/pgwa-http > "$work/http.out" 2> "$work/http.log" &
 	pids+=($!)
 	export PGWA_HTTP_PID=$!

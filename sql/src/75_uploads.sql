@@ -4,7 +4,8 @@
 -- the database keeps what is known of it, decides the limits and signs the
 -- expiring URL the front serves it under, GET /uploads/{id}?expires=&signature=
 -- (a message's mediaUrl can point there). pgwa.expire_uploads(), run by
--- pg_cron, ends expired uploads; the front deletes their files.
+-- pg_cron, ends expired uploads; pgwa-http deletes their files when it next
+-- sweeps (POST /uploads/sweep, every PGWA_HTTP_UPLOAD_SWEEP seconds).
 -------------------------------------------------------------------------------
 
 CREATE TABLE pgwa.uploads (
@@ -57,8 +58,7 @@ $$;
 -- POST /api/whatsapp/uploads, as pgwa-http calls it once it holds the file:
 -- the body is what it read of it {"fileName","contentType","size"}, the
 -- query may say expiresIn (seconds, 60 to 7 days; 1 day by default). 413
--- past the media type's limit. The answer carries, in X-Pgwa-Remove, the
--- files of ended uploads the front may delete now.
+-- past the media type's limit.
 CREATE FUNCTION pgwa._http_upload(p_headers jsonb, p_query jsonb, p_body text) RETURNS pgwa.http_response
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -71,7 +71,6 @@ DECLARE
 	v_ttl    int := pgwa._query_int(p_query, 'expiresIn', 86400);
 	v_name   text := left(regexp_replace(coalesce(nullif(b->>'fileName', ''), 'file'), '[/\\\u0001-\u001f]', '_', 'g'), 200);
 	u        pgwa.uploads;
-	v_rm     jsonb;
 BEGIN
 	IF v_size IS NULL THEN
 		PERFORM pgwa._raise('PW400', 'a multipart/form-data body with a part named file is required', 'file');
@@ -92,14 +91,7 @@ BEGIN
 	PERFORM pgwa._audit(v_tenant, NULL, 'upload.created',
 	                    jsonb_build_object('uploadId', u.id, 'fileName', u.file_name, 'size', u.size,
 	                                       'mediaType', u.media_type));
-	-- ended uploads whose files are still on disk: the front deletes them
-	WITH r AS (
-		UPDATE pgwa.uploads x SET file_removed = true
-		WHERE (x.tenant_id, x.id) IN (SELECT y.tenant_id, y.id FROM pgwa.uploads y
-		                              WHERE y.ended_at IS NOT NULL AND NOT y.file_removed LIMIT 100)
-		RETURNING x.id)
-	SELECT coalesce(jsonb_agg(r.id), '[]') INTO v_rm FROM r;
-	RETURN pgwa._reply(201, pgwa._upload_json(u), jsonb_build_object('X-Pgwa-Remove', v_rm::text));
+	RETURN pgwa._reply(201, pgwa._upload_json(u));
 END $$;
 
 -- GET /uploads/{id}?expires=&signature=: no key, the signature is the
@@ -135,3 +127,24 @@ LANGUAGE sql AS $$
 	WITH e AS (UPDATE pgwa.uploads SET ended_at = now() WHERE ended_at IS NULL AND expires_at <= now() RETURNING 1)
 	SELECT count(*) FROM e
 $$;
+
+-- POST /uploads/sweep: the files pgwa-http may delete now (ended uploads),
+-- marked removed as they are handed out: {"remove": [ids]}. Only for the
+-- front's own timer: a request that came from an HTTP client carries the
+-- x-pgwa-client-addr header the front sets, and finds no such route.
+CREATE FUNCTION pgwa._http_upload_sweep(p_headers jsonb) RETURNS pgwa.http_response
+LANGUAGE plpgsql AS $$
+DECLARE
+	v jsonb;
+BEGIN
+	IF p_headers ? 'x-pgwa-client-addr' THEN
+		RETURN NULL;
+	END IF;
+	WITH r AS (
+		UPDATE pgwa.uploads x SET file_removed = true
+		WHERE (x.tenant_id, x.id) IN (SELECT y.tenant_id, y.id FROM pgwa.uploads y
+		                              WHERE y.ended_at IS NOT NULL AND NOT y.file_removed LIMIT 1000)
+		RETURNING x.id)
+	SELECT coalesce(jsonb_agg(r.id), '[]') INTO v FROM r;
+	RETURN pgwa._reply(200, jsonb_build_object('remove', v));
+END $$;

@@ -20,7 +20,9 @@ BEGIN
 		WHEN 'integrations' THEN
 			r := pgwa._route_seed_send(p_method, p_seg, p_query, p_headers, p_body);
 		WHEN 'uploads' THEN
-			IF coalesce(array_length(p_seg, 1), 0) = 2 AND p_method IN ('GET', 'HEAD') THEN
+			IF coalesce(array_length(p_seg, 1), 0) = 2 AND p_seg[2] = 'sweep' AND p_method = 'POST' THEN
+				r := pgwa._http_upload_sweep(p_headers);
+			ELSIF coalesce(array_length(p_seg, 1), 0) = 2 AND p_method IN ('GET', 'HEAD') THEN
 				r := pgwa._http_upload_file(p_seg[2], p_query);
 			ELSIF coalesce(array_length(p_seg, 1), 0) = 2 THEN
 				r := pgwa._not_allowed(p_method, 'GET');

@@ -1,8 +1,8 @@
 # Uploads (seed 000): a multipart file is stored by pgwa-http and described
 # by the database; its signed URL serves it until it expires; the limits of
 # each media type answer 413; a tampered or expired URL is refused; the
-# expiry job ends uploads and the front deletes their files; every upload
-# leaves an audit row.
+# expiry job ends uploads and the front's periodic sweep deletes their
+# files; every upload leaves an audit row.
 . "$(dirname "$0")/lib.sh"
 
 KEY=$(new_tenant e2e-uploads)
@@ -43,14 +43,18 @@ is "$(up -F "other=@$E2E_TMP/photo.jpg")" 400 "no part named file: 400"
 is "$(curl -s -o /dev/null -w '%{http_code}' -F "file=@$E2E_TMP/photo.jpg" "$PGWA_URL/api/whatsapp/uploads")" 401 "no key: 401"
 is "$(Q='?expiresIn=10' up -F "file=@$E2E_TMP/photo.jpg;type=image/jpeg")" 400 "expiresIn under a minute: 400"
 
-# expiry: the URL stops working, the job ends the upload, the next upload removes the file
+# expiry: the URL stops working, the job ends the upload, the front deletes the file
 Q='?expiresIn=60' up -F "file=@$E2E_TMP/photo.jpg;type=image/jpeg" > /dev/null
 SHORT=$(jq -r .uploadId "$E2E_TMP/up.json")
 SURL=$(jq -r .resourceUrl "$E2E_TMP/up.json")
 sql "UPDATE pgwa.uploads SET expires_at = now() - interval '1 second' WHERE id IN ('$SHORT', '$ID')" > /dev/null
 is "$(curl -s -o /dev/null -w '%{http_code}' "$PGWA_URL$URL")" 404 "an expired URL: 404"
 is "$(sql "SELECT pgwa.expire_uploads()")" 2 "the expiry job ends both"
-up -F "file=@$E2E_TMP/photo.jpg;type=image/jpeg" > /dev/null
-ok "the next upload deletes their files" bash -c "[ ! -e '$DIR/$ID' ] && [ ! -e '$DIR/$SHORT' ] && [ -e '$DIR/$DOC' ]"
-is "$(sql "SELECT count(*) FROM pgwa.audit_log WHERE tenant_id = '$TENANT' AND action = 'upload.created'")" 4 \
+ok "the front's sweep deletes their files (PGWA_HTTP_UPLOAD_SWEEP, 1 s here)" \
+	wait_for 5 bash -c "[ ! -e '$DIR/$ID' ] && [ ! -e '$DIR/$SHORT' ]"
+ok "and only theirs" test -e "$DIR/$DOC"
+is "$(sql "SELECT count(*) FROM pgwa.uploads WHERE id IN ('$ID', '$SHORT') AND file_removed")" 2 "recorded as removed"
+is "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "X-API-Key: $KEY" "$PGWA_URL/uploads/sweep")" 404 \
+	"the sweep is not a route for HTTP clients"
+is "$(sql "SELECT count(*) FROM pgwa.audit_log WHERE tenant_id = '$TENANT' AND action = 'upload.created'")" 3 \
 	"every upload has its audit row"
