@@ -76,6 +76,21 @@ phone_of(const char *s)
 	return n >= 8 && n <= 15 ? p : NULL;
 }
 
+/* The E.164 digits of obj's required member key, or an error naming it. */
+static char *
+req_phone(json_t *obj, const char *key, const char *path, const char *hint)
+{
+	char	   *phone = phone_of(inb_req_str(obj, key, path));
+
+	if (phone == NULL)
+	{
+		char	   *f = inb_path(path, key);
+
+		inb_invalid(f, "%s must be a phone number%s", f, hint);
+	}
+	return phone;
+}
+
 static json_t *
 history_message(json_t *m, const char *contact, const char *business, const char *path)
 {
@@ -149,7 +164,6 @@ history_chunk(json_t *h, const char *business, const char *path)
 	json_array_foreach(threads, i, t)
 	{
 		char	   *tpath = inb_index(path, "threads", i);
-		const char *wa_id;
 		char	   *contact;
 		json_t	   *list,
 				   *m;
@@ -157,14 +171,7 @@ history_chunk(json_t *h, const char *business, const char *path)
 
 		if (!json_is_object(t))
 			inb_invalid(tpath, "%s must be an object", tpath);
-		wa_id = inb_req_str(t, "id", tpath);
-		contact = phone_of(wa_id);
-		if (contact == NULL)
-		{
-			char	   *f = inb_path(tpath, "id");
-
-			inb_invalid(f, "%s must be a phone number (wa_id)", f);
-		}
+		contact = req_phone(t, "id", tpath, " (wa_id)");
 		list = inb_arr(t, "messages", tpath);
 		json_array_foreach(list, j, m)
 			json_array_append_new(messages,
@@ -265,13 +272,7 @@ state_sync_value(json_t *ev, json_t *value, const char *path)
 		c = inb_obj(s, "contact", spath);
 		if (c == NULL)
 			inb_invalid(cpath, "%s is required", cpath);
-		phone = phone_of(inb_req_str(c, "phone_number", cpath));
-		if (phone == NULL)
-		{
-			char	   *f = inb_path(cpath, "phone_number");
-
-			inb_invalid(f, "%s must be a phone number", f);
-		}
+		phone = req_phone(c, "phone_number", cpath, "");
 		name = inb_str(c, "full_name", cpath);
 		if (name == NULL || name[0] == '\0')
 			name = inb_str(c, "first_name", cpath);
@@ -305,13 +306,7 @@ echoes_value(json_t *ev, json_t *value, const char *path)
 		if (!json_is_object(m))
 			inb_invalid(mpath, "%s must be an object", mpath);
 		type = inb_req_str(m, "type", mpath);
-		to = phone_of(inb_req_str(m, "to", mpath));
-		if (to == NULL)
-		{
-			char	   *f = inb_path(mpath, "to");
-
-			inb_invalid(f, "%s must be a phone number", f);
-		}
+		to = req_phone(m, "to", mpath, "");
 		json_object_set_new(out, "id", json_string(inb_req_str(m, "id", mpath)));
 		json_object_set_new(out, "to", json_string(to));
 		if (inb_epoch_ms(json_object_get(m, "timestamp"), inb_path(mpath, "timestamp"), &ms))

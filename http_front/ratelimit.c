@@ -38,6 +38,12 @@ ratelimit_init(double rate, double burst)
 	capacity = burst >= 1 ? burst : 1;
 }
 
+bool
+ratelimit_active(void)
+{
+	return fill_rate > 0;
+}
+
 static uint64_t
 hash_key(const char *s)
 {

@@ -10,6 +10,9 @@
 /* rate: requests per second per key (0: no limit); burst: bucket size. */
 extern void ratelimit_init(double rate, double burst);
 
+/* Whether a limit is set (else the key need not even be looked up). */
+extern bool ratelimit_active(void);
+
 /*
  * Takes one request's token from the bucket of `key` (the credential as
  * presented). False when the bucket is empty; *retry_after is then the

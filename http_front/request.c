@@ -700,7 +700,8 @@ dispatch(struct MHD_Connection *conn, struct request *req)
 {
 	unsigned int retry_after = 0;
 
-	if (!is_inbound_webhook(req->path) && !ratelimit_take(presented_key(conn), &retry_after))
+	if (ratelimit_active() && !is_inbound_webhook(req->path) &&
+		!ratelimit_take(presented_key(conn), &retry_after))
 		return queue_rate_limited(conn, req, retry_after);
 	if (uploads_is_post(req->method, req->path))
 		return serve_upload_post(conn, req);

@@ -50,6 +50,15 @@ LANGUAGE sql AS $$
 $$;
 
 -------------------------------------------------------------------------------
+-- Takes the transaction's lock of each sender ("tenant/phone-or-LID"), in
+-- one order, so that writers of one lead (live batches, history chunks,
+-- contact syncs) go one after the other and never deadlock.
+CREATE FUNCTION pgwa._lock_leads(p_keys text[]) RETURNS void
+LANGUAGE sql AS $$
+	SELECT count(pg_advisory_xact_lock(h)) FROM (
+		SELECT DISTINCT hashtextextended('pgwa.lead/' || k, 0) AS h FROM unnest(p_keys) k ORDER BY 1 OFFSET 0) s
+$$;
+
 -- Counters: whatsapp_webhook_events_total{result, reason, payload_type}
 -------------------------------------------------------------------------------
 CREATE FUNCTION pgwa._count_webhook(p_result text, p_reason text, p_payload_type text, p_n int DEFAULT 1)

@@ -229,9 +229,7 @@ DECLARE
 	n_tk_got int;
 BEGIN
 	-- One writer per sender, then per message, always in that order.
-	PERFORM pg_advisory_xact_lock(h) FROM (
-		SELECT DISTINCT hashtextextended('pgwa.lead/' || r.tenant_id || '/' || coalesce(r.phone, r.lid), 0) AS h
-		FROM unnest(p_rows) r ORDER BY 1 OFFSET 0) s;
+	PERFORM pgwa._lock_leads(ARRAY(SELECT r.tenant_id || '/' || coalesce(r.phone, r.lid) FROM unnest(p_rows) r));
 	PERFORM pg_advisory_xact_lock(h) FROM (
 		SELECT DISTINCT hashtextextended('pgwa.message/' || r.instance_id || '/' || r.bid, 0) AS h
 		FROM unnest(p_rows) r ORDER BY 1 OFFSET 0) s;

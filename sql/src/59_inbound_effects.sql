@@ -40,8 +40,6 @@ CREATE TABLE pgwa.instance_qrcodes (
 	event_id     bigint
 );
 
--- Events holding coexistence work for a later stage.
-CREATE INDEX webhook_events_deferred ON pgwa.webhook_events (received_at) WHERE status = 'deferred';
 
 -------------------------------------------------------------------------------
 -- Cloud API credentials

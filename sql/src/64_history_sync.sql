@@ -159,9 +159,7 @@ CREATE FUNCTION pgwa._import_history(inst pgwa.instances, p_event bigint, p_msgs
 LANGUAGE plpgsql AS $$
 BEGIN
 	-- one writer per contact, as live messages take it (pgwa._apply_live)
-	PERFORM pg_advisory_xact_lock(h) FROM (
-		SELECT DISTINCT hashtextextended('pgwa.lead/' || inst.tenant_id || '/' || (m->>'phone'), 0) AS h
-		FROM jsonb_array_elements(p_msgs) m ORDER BY 1 OFFSET 0) s;
+	PERFORM pgwa._lock_leads(ARRAY(SELECT inst.tenant_id || '/' || (m->>'phone') FROM jsonb_array_elements(p_msgs) m));
 
 	WITH m AS MATERIALIZED (
 		SELECT DISTINCT ON (x->>'id') x->>'id' AS bid, x->>'phone' AS phone, (x->>'fromMe')::boolean AS from_me,
@@ -348,9 +346,7 @@ DECLARE
 	n_rm   int;
 	n_new  int;
 BEGIN
-	PERFORM pg_advisory_xact_lock(h) FROM (
-		SELECT DISTINCT hashtextextended('pgwa.lead/' || inst.tenant_id || '/' || (c->>'phone'), 0) AS h
-		FROM jsonb_array_elements(e->'contacts') c ORDER BY 1 OFFSET 0) x;
+	PERFORM pgwa._lock_leads(ARRAY(SELECT inst.tenant_id || '/' || (c->>'phone') FROM jsonb_array_elements(e->'contacts') c));
 	WITH c AS (
 		-- the latest change of each contact in this webhook
 		SELECT DISTINCT ON (x->>'phone') x->>'phone' AS phone, x->>'action' AS action, x->>'name' AS name,

@@ -161,7 +161,11 @@ BEGIN
 	PERFORM pgwa._raise(p_state, p_message, v_field, p_detail);
 END $$;
 
-CREATE FUNCTION pgwa._tenant_instance(p_tenant uuid, p_id text) RETURNS uuid
+-- The tenant's instance named in the path; another tenant's is not found.
+-- p_what and p_field name it as the route does (a seed-003 connection is
+-- an instance too).
+CREATE FUNCTION pgwa._tenant_instance(p_tenant uuid, p_id text, p_what text DEFAULT 'instance',
+                                      p_field text DEFAULT 'instance_id') RETURNS uuid
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
 	v uuid;
@@ -169,7 +173,7 @@ BEGIN
 	SELECT i.id INTO v FROM pgwa.instances i
 	WHERE i.id = pgwa._uuid_or_null(p_id) AND i.tenant_id = p_tenant;
 	IF v IS NULL THEN
-		PERFORM pgwa._raise('PW404', 'instance not found', 'instance_id');
+		PERFORM pgwa._raise('PW404', p_what || ' not found', p_field);
 	END IF;
 	RETURN v;
 END $$;

@@ -16,20 +16,6 @@
 -------------------------------------------------------------------------------
 -- Helpers
 -------------------------------------------------------------------------------
--- The tenant's connection named in the path; another tenant's is not found.
-CREATE FUNCTION pgwa._tenant_connection(p_tenant uuid, p_id text) RETURNS uuid
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-	v uuid;
-BEGIN
-	SELECT i.id INTO v FROM pgwa.instances i
-	WHERE i.id = pgwa._uuid_or_null(p_id) AND i.tenant_id = p_tenant;
-	IF v IS NULL THEN
-		PERFORM pgwa._raise('PW404', 'connection not found', 'sessionId');
-	END IF;
-	RETURN v;
-END $$;
-
 -- An instance name from a label: runs of anything but letters, digits, "."
 -- and "_" become "-", trimmed to start with a letter or digit, at most 64
 -- characters ("Loja A - 1" is Loja-A-1). NULL when nothing is left.
@@ -270,19 +256,19 @@ BEGIN
 		RETURN pgwa._not_allowed(p_method, 'GET, POST');
 	ELSIF n = 2 THEN
 		IF p_method = 'GET' THEN
-			RETURN pgwa._reply(200, pgwa.connection_json(pgwa._tenant_connection(v_tenant, p_seg[2])));
+			RETURN pgwa._reply(200, pgwa.connection_json(pgwa._tenant_instance(v_tenant, p_seg[2], 'connection', 'sessionId')));
 		ELSIF p_method = 'DELETE' THEN
-			RETURN pgwa._http_delete_connection(pgwa._tenant_connection(v_tenant, p_seg[2]));
+			RETURN pgwa._http_delete_connection(pgwa._tenant_instance(v_tenant, p_seg[2], 'connection', 'sessionId'));
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'GET, DELETE');
 	ELSIF n = 3 AND p_seg[3] = 'qr' THEN
 		IF p_method = 'GET' THEN
-			RETURN pgwa._http_connection_qr(pgwa._tenant_connection(v_tenant, p_seg[2]));
+			RETURN pgwa._http_connection_qr(pgwa._tenant_instance(v_tenant, p_seg[2], 'connection', 'sessionId'));
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'GET');
 	ELSIF n = 3 AND p_seg[3] = 'send' THEN
 		IF p_method = 'POST' THEN
-			RETURN pgwa._http_connection_send(pgwa._tenant_connection(v_tenant, p_seg[2]), p_body);
+			RETURN pgwa._http_connection_send(pgwa._tenant_instance(v_tenant, p_seg[2], 'connection', 'sessionId'), p_body);
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'POST');
 	END IF;
