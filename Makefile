@@ -27,6 +27,7 @@ OBJS = \
 	extension/inbound_meta.o extension/inbound_coexistence.o \
 	extension/crypto.o \
 	extension/ingest.o \
+	extension/http_fast.o \
 	extension/sql_support.o \
 	bgworker/dispatcher.o \
 	bgworker/worker.o \

@@ -45,17 +45,6 @@
 PG_FUNCTION_INFO_V1(pgwa_enqueue);
 PG_FUNCTION_INFO_V1(pgwa_send);
 
-/* What an enqueue returns. */
-typedef struct enqueue_result
-{
-	pg_uuid_t	id;
-	const char *status;			/* allocated outside SPI */
-	int64		seq;
-	TimestampTz scheduled_for;
-	bool		has_schedule;
-	bool		created;
-} enqueue_result;
-
 /* Statements, prepared on first use and kept for the backend's life. */
 static SPIPlanPtr take_queue_plan = NULL;
 static SPIPlanPtr existing_plan = NULL;
@@ -376,7 +365,7 @@ move_head(Datum instance, instance_row *row, TimestampTz due)
  */
 static void
 enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
-				enqueue_result *res)
+				pgwa_enqueued *res)
 {
 	json_t	   *msg = pgwa_normalize_json(in);
 	const char *type = json_string_value(json_object_get(msg, "type"));
@@ -544,7 +533,7 @@ enqueue_and_return(FunctionCallInfo fcinfo, Datum instance, bool instance_null,
 				   json_t *in, const char *key, bool send)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	enqueue_result res = {0};
+	pgwa_enqueued res = {0};
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
 	TupleDesc	desc;
@@ -594,6 +583,18 @@ json_from_jsonb(Jsonb *jb)
 		pgwa_raise(PGWA_ERRCODE_VALIDATION, "message", NULL,
 					"the message could not be read: %s", err.text);
 	return parsed;
+}
+
+/*
+ * Enqueues a jsonb message as pgwa.enqueue() does, for a caller already in
+ * SPI: pgwa.http()'s fast path for POST /v1/instances/{id}/messages.
+ */
+void
+pgwa_enqueue_in_spi(Datum instance, Datum message, const char *key, pgwa_enqueued *res)
+{
+	pgwa_use_palloc_for_jansson();
+	prepare_plans();
+	enqueue_message(instance, false, json_from_jsonb(DatumGetJsonbP(message)), key, res);
 }
 
 /*

@@ -62,6 +62,9 @@ extern bool ib_sender_learn(sender *s, const char *v);
 /* inbound_normalize.c: raises as normalize_inbound would; the envelope count */
 extern int	pgwa_inbound_check(Jsonb *in, const char *dialect);
 
+/* ingest.c */
+extern int64 pgwa_ingest_fast(const char *dialect, Jsonb *headers, Jsonb **body, const char *body_text);
+
 /* inbound_content.c */
 extern json_t *ib_unwrap(json_t *content, json_t *seen);
 extern json_t *ib_message_of(json_t *content, const char *id);

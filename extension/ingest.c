@@ -1,6 +1,6 @@
 /*
- * ingest.c: pgwa.ingest_webhook() and pgwa.http(), the seed-000 webhook's
- * way in, by SQL and through pgwa-http.
+ * ingest.c: pgwa.ingest_webhook(), the seed-000 webhook's way in by SQL,
+ * and its fast path, which pgwa.http() shares (http_fast.c).
  *
  * Every webhook body is checked and stored in the request, and applied
  * later by the inbound appliers (sql/src/58_inbound_ingest.sql). The usual
@@ -28,13 +28,11 @@
 #include "utils/resowner.h"
 
 PG_FUNCTION_INFO_V1(pgwa_ingest_webhook);
-PG_FUNCTION_INFO_V1(pgwa_http);
 PG_FUNCTION_INFO_V1(pgwa_webhook_token);
 
 static SPIPlanPtr lookup_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr slow_plan = NULL;
-static SPIPlanPtr http_plan = NULL;
 
 /* The string value of a top-level key of a jsonb object, or NULL. */
 static char *
@@ -224,10 +222,11 @@ ingest_slowly(FunctionCallInfo fcinfo)
 /*
  * The fast path: stores the body when everything about it is as usual and
  * returns its event id, else 0 (nothing done). SPI must be connected. The
- * body comes as jsonb or, when *body is NULL, as text.
+ * body comes as jsonb or, when *body is NULL, as text. pgwa.http() takes
+ * the usual webhook this way too (http_fast.c).
  */
-static int64
-ingest_fast(const char *dialect, Jsonb *headers, Jsonb **body, const char *body_text)
+int64
+pgwa_ingest_fast(const char *dialect, Jsonb *headers, Jsonb **body, const char *body_text)
 {
 	char	   *instance_key;
 	char	   *token;
@@ -301,111 +300,11 @@ pgwa_ingest_webhook(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		return ingest_slowly(fcinfo);
 	body = PG_GETARG_JSONB_P(2);
-	event_id = ingest_fast(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_JSONB_P(1), &body, NULL);
+	event_id = pgwa_ingest_fast(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_JSONB_P(1), &body, NULL);
 	if (event_id == 0)
 		return ingest_slowly(fcinfo);
 	SPI_finish();
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(psprintf(
 		"{\"eventId\": " INT64_FORMAT ", \"status\": \"received\", \"attempts\": 0, \"accepted\": 0, "
 		"\"duplicates\": 0, \"ignored\": 0, \"httpStatus\": 202}", event_id))));
-}
-
-/* Whether path is /api/integrations/whatsapp/webhook, empty segments aside. */
-static bool
-is_webhook_path(const char *path)
-{
-	static const char *const want[] = {"api", "integrations", "whatsapp", "webhook"};
-	int			n = 0;
-	const char *p = path;
-
-	while (*p)
-	{
-		const char *start;
-		size_t		len;
-
-		while (*p == '/')
-			p++;
-		if (*p == '\0')
-			break;
-		start = p;
-		while (*p && *p != '/')
-			p++;
-		len = p - start;
-		if (n >= 4 || len != strlen(want[n]) || strncmp(start, want[n], len) != 0)
-			return false;
-		n++;
-	}
-	return n == 4;
-}
-
-/*
- * pgwa.http(): the entry point of pgwa-http. The usual seed-000 webhook
- * (POST /api/integrations/whatsapp/webhook) is stored here at once; every
- * other request, and any webhook off the usual path, goes to the router in
- * SQL (pgwa._http_sql), which gives the same answer to the same webhook.
- */
-Datum
-pgwa_http(PG_FUNCTION_ARGS)
-{
-	TupleDesc	desc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	Datum		args[5];
-	char		argnulls[5];
-	HeapTuple	tuple;
-	int64		event_id = 0;
-	bool		isnull;
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "pgwa.http must return a composite");
-	desc = BlessTupleDesc(desc);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "pgwa: SPI_connect failed");
-	prepare_plans();
-	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1) && !PG_ARGISNULL(3) && !PG_ARGISNULL(4) &&
-		pg_strcasecmp(text_to_cstring(PG_GETARG_TEXT_PP(0)), "POST") == 0 &&
-		is_webhook_path(text_to_cstring(PG_GETARG_TEXT_PP(1))))
-	{
-		Jsonb	   *headers = PG_GETARG_JSONB_P(3);
-		Jsonb	   *body = NULL;
-
-		if (JB_ROOT_IS_OBJECT(headers))
-			event_id = ingest_fast("broker", headers, &body, text_to_cstring(PG_GETARG_TEXT_PP(4)));
-	}
-	if (event_id != 0)
-	{
-		SPI_finish();
-		values[0] = Int32GetDatum(202);
-		values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"Content-Type\": \"application/json\"}"));
-		values[2] = DirectFunctionCall1(jsonb_out, DirectFunctionCall1(jsonb_in, CStringGetDatum(psprintf(
-			"{\"status\": \"received\", \"eventId\": " INT64_FORMAT ", \"ignored\": 0, \"accepted\": 0, "
-			"\"duplicates\": 0}", event_id))));
-		values[2] = CStringGetTextDatum(DatumGetCString(values[2]));
-		tuple = heap_form_tuple(desc, values, nulls);
-		PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
-	}
-
-	for (int i = 0; i < 5; i++)
-	{
-		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		argnulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
-	}
-	if (http_plan == NULL)
-	{
-		Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
-
-		http_plan = pgwa_keep_plan("SELECT r.status, r.headers, r.body FROM pgwa._http_sql($1, $2, $3, $4, $5) r", 5, types);
-	}
-	if (SPI_execute_plan(http_plan, args, argnulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pgwa: pgwa._http_sql returned no row");
-	for (int i = 0; i < 3; i++)
-	{
-		values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
-		nulls[i] = isnull;
-		if (!isnull && i > 0)
-			values[i] = SPI_datumTransfer(values[i], false, -1);
-	}
-	SPI_finish();
-	tuple = heap_form_tuple(desc, values, nulls);
-	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
 }

@@ -7,6 +7,8 @@
 #include "postgres.h"
 #include "executor/spi.h"
 #include "storage/latch.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 /*
  * SQLSTATEs of the errors pgwa raises on purpose (class PW). Each maps to a
@@ -63,6 +65,18 @@ extern int	pgwa_webhook_timeout_ms;
 extern void pgwa_define_gucs(void);
 extern pgwa_delivery_mode pgwa_effective_mode(void);
 extern const char *pgwa_mode_name(pgwa_delivery_mode mode);
+
+/* enqueue.c: what an enqueue returns */
+typedef struct pgwa_enqueued
+{
+	pg_uuid_t	id;
+	const char *status;			/* allocated outside SPI */
+	int64		seq;
+	TimestampTz scheduled_for;
+	bool		has_schedule;
+	bool		created;
+} pgwa_enqueued;
+extern void pgwa_enqueue_in_spi(Datum instance, Datum message, const char *key, pgwa_enqueued *res);
 
 /* normalize.c */
 struct json_t;

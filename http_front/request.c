@@ -415,18 +415,38 @@ call_pgwa_http(struct MHD_Connection *conn, struct request *req)
 	return queue_db_status(conn, req, st, &reply);
 }
 
-/* The credential as presented: X-API-Key, else a Bearer token, else X-Authorization. */
+/*
+ * What the rate limit counts a request against: the API key as presented
+ * (X-API-Key, else a Bearer token, else X-Authorization), else, in the
+ * Z-API dialect, the instance token of /instances/{id}/token/{token}/...
+ * (copied into buf). NULL for none.
+ */
 static const char *
-presented_key(struct MHD_Connection *conn)
+rate_key(struct MHD_Connection *conn, const char *path, char *buf, size_t size)
 {
 	const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key");
+	const char *token;
+	size_t		len;
 
 	if (v != NULL && v[0] != '\0')
 		return v;
 	v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0)
 		return v + 7;
-	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Authorization");
+	v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Authorization");
+	if (v != NULL && v[0] != '\0')
+		return v;
+	if (strncmp(path, "/instances/", 11) != 0 || (token = strchr(path + 11, '/')) == NULL ||
+		strncmp(token, "/token/", 7) != 0)
+		return NULL;
+	token += 7;
+	len = strcspn(token, "/");
+	if (len == 0 || len + 6 > size)
+		return NULL;
+	memcpy(buf, "zapi:", 5);
+	memcpy(buf + 5, token, len);
+	buf[len + 5] = '\0';
+	return buf;
 }
 
 /*
@@ -699,9 +719,10 @@ static enum MHD_Result
 dispatch(struct MHD_Connection *conn, struct request *req)
 {
 	unsigned int retry_after = 0;
+	char		token[256];
 
 	if (ratelimit_active() && !is_inbound_webhook(req->path) &&
-		!ratelimit_take(presented_key(conn), &retry_after))
+		!ratelimit_take(rate_key(conn, req->path, token, sizeof(token)), &retry_after))
 		return queue_rate_limited(conn, req, retry_after);
 	if (uploads_is_post(req->method, req->path))
 		return serve_upload_post(conn, req);

@@ -76,7 +76,8 @@ if [ -z "$only" ] || [ "$only" = e2e ]; then
 	export MOCK_URL="http://127.0.0.1:$(cat "$work/mock.port" 2>/dev/null)"
 	export PGWA_URL="http://$(sed -n 's/.*listening on //p' "$work/http.out" | head -1)"
 	export PGWA_E2E_WORK="$work"
-	for t in test/e2e/[0-9]*.sh; do
+	# PGWA_E2E_ONLY=14_rate_limit runs one script (a glob)
+	for t in test/e2e/${PGWA_E2E_ONLY:-[0-9]*}.sh; do
 		echo "# $t"
 		out=$(PGDATABASE=pgwa bash "$t" 2>&1)
 		echo "$out" | grep -E "^(not ok|ok|#)" || true

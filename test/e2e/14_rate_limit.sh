@@ -1,7 +1,8 @@
 # The per-key rate limit of pgwa-http (PGWA_HTTP_RATE_LIMIT): a second front
 # with 5 requests a second per key and a burst of 5. A key past its burst
 # gets 429 RATE_LIMITED with Retry-After; another key is not held back by
-# it; the bucket refills; webhooks from brokers are never limited.
+# it; the bucket refills; webhooks from brokers are never limited; in the
+# Z-API dialect the instance token in the path is the key.
 . "$(dirname "$0")/lib.sh"
 
 KEY=$(new_tenant e2e-rate)
@@ -44,6 +45,21 @@ for i in $(seq 12); do
 done
 is "$(tr ' ' '\n' <<< "$hooks" | grep -c 202)" 12 "12 webhooks in a row are all taken"
 
+# Z-API: the token in the path is counted like a key, each token on its own
+OTHER_INST=$(new_instance "$OTHER" rate-e2e-other)
+sql "SELECT pgwa.set_zapi_token('$INST', 'e2e-rate-zapi-token-1'), pgwa.set_zapi_token('$OTHER_INST', 'e2e-rate-zapi-token-2')" > /dev/null
+zcodes() {
+	local i
+	for i in $(seq "$3"); do
+		curl -s -o /dev/null -w '%{http_code} ' "$URL/instances/$1/token/$2/status"
+	done
+}
+out=$(zcodes "$INST" e2e-rate-zapi-token-1 8)
+is "$(tr ' ' '\n' <<< "$out" | grep -c 200)" 5 "Z-API: a burst of 5 on one token is served ($out)"
+ok "Z-API: then 429" grep -q 429 <<< "$out"
+is "$(zcodes "$OTHER_INST" e2e-rate-zapi-token-2 2)" "200 200 " "Z-API: another token is served meanwhile"
+
 sleep 1.3
 is "$(codes "$KEY" 2)" "200 200 " "a second later the bucket has refilled"
 ok "the front logs no secret" bash -c "! grep -q '$KEY' '$E2E_TMP/rate.log'"
+ok "nor a Z-API token" bash -c "! grep -q 'e2e-rate-zapi-token' '$E2E_TMP/rate.log'"
