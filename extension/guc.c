@@ -10,6 +10,7 @@
 
 char	   *pgwa_database = NULL;
 char	   *pgwa_mode_raw = NULL;
+char	   *pgwa_public_url = NULL;
 int			pgwa_max_in_flight = 1000;
 int			pgwa_claim_batch = 500;
 int			pgwa_http_timeout_ms = 15000;
@@ -89,6 +90,13 @@ pgwa_define_gucs(void)
 							   "The legacy value sidecar is read as http.",
 							   &pgwa_mode_raw, "http",
 							   PGC_SIGHUP, 0, check_mode, assign_mode, NULL);
+
+	/* read by SQL (pgwa._public_base), which the C never needs */
+	DefineCustomStringVariable("pgwa.public_url",
+							   "URL at which pgwa-http is reached from outside, such as https://gw.example.com.",
+							   "Brokers fetch inline media from it; empty: the request's Host.",
+							   &pgwa_public_url, "",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pgwa.max_in_flight",
 							"Most HTTP requests the dispatcher keeps in flight at once.",

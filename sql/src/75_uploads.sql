@@ -94,6 +94,114 @@ BEGIN
 	RETURN pgwa._reply(201, pgwa._upload_json(u));
 END $$;
 
+-- Media sent inline (a data: URI or bare base64, as Z-API clients may send
+-- it, seed 001) become uploads whose bytes the database keeps, and the
+-- message names their signed URL, which pgwa-http serves from the database
+-- like a file. The same bytes for the same tenant give the same upload while
+-- it has a day or more to live, so a repeated send (an idempotent retry)
+-- names the same URL. Deleted with their upload when it expires.
+CREATE TABLE pgwa.upload_blobs (
+	upload_id uuid PRIMARY KEY REFERENCES pgwa.uploads (id) ON DELETE CASCADE,
+	tenant_id uuid NOT NULL,
+	sha256    bytea NOT NULL,
+	data      bytea NOT NULL
+);
+CREATE INDEX upload_blobs_sha ON pgwa.upload_blobs (tenant_id, sha256);
+
+-- The URL pgwa-http is reached at from outside (a broker fetching media):
+-- pgwa.public_url, else the request's Host and X-Forwarded-Proto.
+CREATE FUNCTION pgwa._public_base(p_headers jsonb) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	v_url   text := rtrim(coalesce(current_setting('pgwa.public_url', true), ''), '/');
+	v_proto text := lower(btrim(split_part(coalesce(p_headers->>'x-forwarded-proto', ''), ',', 1)));
+BEGIN
+	IF v_url <> '' THEN
+		RETURN v_url;
+	END IF;
+	IF coalesce(p_headers->>'host', '') !~ '^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$' THEN
+		PERFORM pgwa._raise('PW503', 'inline media need a URL the broker can fetch: set pgwa.public_url',
+		                    'pgwa.public_url');
+	END IF;
+	RETURN CASE WHEN v_proto = 'https' THEN 'https' ELSE 'http' END || '://' || (p_headers->>'host');
+END $$;
+
+-- The media field of a send as the message should name it: a URL (or
+-- anything that is not inline media, left to the normaliser) as it came; a
+-- data: URI or bare base64 stored as an upload of p_media_type, named by its
+-- absolute signed URL. Errors name p_field. p_file_name names a document.
+CREATE FUNCTION pgwa._inline_media(p_tenant uuid, p_headers jsonb, p_value jsonb, p_media_type text,
+                                   p_field text, p_file_name text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+	v      text := p_value #>> '{}';
+	m      text[];
+	v_ctype text;
+	v_b64  text;
+	v_data bytea;
+	v_sha  bytea;
+	v_ext  text;
+	v_name text := left(regexp_replace(coalesce(p_file_name, p_media_type), '[/\\\u0001-\u001f]', '_', 'g'), 200);
+	u      pgwa.uploads;
+BEGIN
+	IF jsonb_typeof(p_value) IS DISTINCT FROM 'string' OR v ~* '^https?://' THEN
+		RETURN p_value;
+	END IF;
+	m := regexp_match(v, '^data:([^;,]*)((;[^;,]*)*),(.*)$', 's');
+	IF m IS NOT NULL THEN
+		IF m[2] !~* '(^|;)base64$' THEN
+			PERFORM pgwa._raise('PW400', format('%s: only base64 data URIs are taken', p_field), p_field);
+		END IF;
+		v_ctype := lower(btrim(m[1]));
+		v_b64 := m[4];
+	ELSIF length(v) >= 16 AND v ~ '^[A-Za-z0-9+/=\s]+$' THEN
+		v_b64 := v;
+	ELSE
+		RETURN p_value;
+	END IF;
+	BEGIN
+		v_data := decode(v_b64, 'base64');
+	EXCEPTION WHEN others THEN
+		PERFORM pgwa._raise('PW400', format('%s is neither a URL nor valid base64', p_field), p_field);
+	END;
+	IF length(v_data) = 0 THEN
+		PERFORM pgwa._raise('PW400', format('%s is empty', p_field), p_field);
+	END IF;
+	IF length(v_data) > pgwa._upload_limit(p_media_type) THEN
+		PERFORM pgwa._raise('PW413', format('%s is larger than the %s limit of %s bytes', p_field, p_media_type,
+		                                    pgwa._upload_limit(p_media_type)), p_field);
+	END IF;
+	v_ext := lower(substring(coalesce(p_file_name, '') FROM '\.([A-Za-z0-9]{1,10})$'));
+	IF coalesce(v_ctype, '') !~ '^[a-z0-9.+-]+/[a-z0-9.+-]+$' THEN
+		v_ctype := CASE p_media_type WHEN 'image' THEN 'image/jpeg' WHEN 'audio' THEN 'audio/ogg'
+		                             WHEN 'video' THEN 'video/mp4'
+		           ELSE CASE v_ext WHEN 'pdf' THEN 'application/pdf' WHEN 'txt' THEN 'text/plain'
+		                           WHEN 'csv' THEN 'text/csv' WHEN 'zip' THEN 'application/zip'
+		                           WHEN 'doc' THEN 'application/msword'
+		                           WHEN 'docx' THEN 'application/vnd.openxmlformats-officedocument.wordprocessingml.document'
+		                           WHEN 'xls' THEN 'application/vnd.ms-excel'
+		                           WHEN 'xlsx' THEN 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet'
+		                           ELSE 'application/octet-stream' END END;
+	END IF;
+	v_sha := sha256(v_data);
+	SELECT x.* INTO u FROM pgwa.upload_blobs b JOIN pgwa.uploads x ON x.id = b.upload_id
+	WHERE b.tenant_id = p_tenant AND b.sha256 = v_sha AND x.ended_at IS NULL
+	  AND x.expires_at > now() + interval '1 day' AND x.content_type = v_ctype AND x.media_type = p_media_type
+	  AND x.file_name = v_name
+	LIMIT 1;
+	IF u.id IS NULL THEN
+		-- no file on the front's disk: nothing for its sweep to remove
+		INSERT INTO pgwa.uploads (tenant_id, file_name, content_type, media_type, size, expires_at, file_removed)
+		VALUES (p_tenant, v_name, v_ctype, p_media_type, length(v_data), date_trunc('second', now()) + interval '7 days', true)
+		RETURNING * INTO u;
+		INSERT INTO pgwa.upload_blobs (upload_id, tenant_id, sha256, data) VALUES (u.id, p_tenant, v_sha, v_data);
+		PERFORM pgwa._audit(p_tenant, NULL, 'upload.created',
+		                    jsonb_build_object('uploadId', u.id, 'fileName', u.file_name, 'size', u.size,
+		                                       'mediaType', u.media_type, 'inline', true));
+	END IF;
+	RETURN to_jsonb(pgwa._public_base(p_headers) || (pgwa._upload_json(u)->>'resourceUrl'));
+END $$;
+
 -- GET /uploads/{id}?expires=&signature=: no key, the signature is the
 -- credential. Answers 200 with the internal X-Pgwa-File header, from which
 -- pgwa-http serves the file; 403 for a wrong signature, 404 once expired.
@@ -102,6 +210,7 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
 	u         pgwa.uploads;
 	v_expires bigint;
+	v_inline  text;
 BEGIN
 	BEGIN
 		v_expires := (p_query->>'expires')::bigint;
@@ -116,15 +225,19 @@ BEGIN
 	IF u.ended_at IS NOT NULL OR u.expires_at <= now() OR to_timestamp(v_expires) <= now() THEN
 		PERFORM pgwa._raise('PW404', 'the upload has expired', 'uploadId');
 	END IF;
-	RETURN pgwa._reply(200, '{}', jsonb_build_object('X-Pgwa-File', jsonb_build_object(
-		'id', u.id, 'contentType', u.content_type, 'fileName', u.file_name, 'size', u.size)::text));
+	-- inline media: the bytes themselves, in base64, for pgwa-http to send
+	SELECT encode(b.data, 'base64') INTO v_inline FROM pgwa.upload_blobs b WHERE b.upload_id = u.id;
+	RETURN ROW(200, jsonb_build_object('Content-Type', 'application/json', 'X-Pgwa-File', jsonb_build_object(
+		'id', u.id, 'contentType', u.content_type, 'fileName', u.file_name, 'size', u.size,
+		'inline', v_inline IS NOT NULL)::text), coalesce(v_inline, '{}'))::pgwa.http_response;
 END $$;
 
 -- Ends the uploads past their expiry (pg_cron: pgwa.schedule_maintenance);
 -- pgwa-http deletes their files. Returns how many ended.
 CREATE FUNCTION pgwa.expire_uploads() RETURNS bigint
 LANGUAGE sql AS $$
-	WITH e AS (UPDATE pgwa.uploads SET ended_at = now() WHERE ended_at IS NULL AND expires_at <= now() RETURNING 1)
+	WITH e AS (UPDATE pgwa.uploads SET ended_at = now() WHERE ended_at IS NULL AND expires_at <= now() RETURNING id),
+	     b AS (DELETE FROM pgwa.upload_blobs WHERE upload_id IN (SELECT id FROM e))
 	SELECT count(*) FROM e
 $$;
 

@@ -252,6 +252,12 @@ DECLARE
 	e record;
 BEGIN
 	m := pgwa._zapi_message(p_kind, p_extension, pgwa._json_body(p_body));
+	-- media as a URL or inline (base64): inline media become an upload (75_uploads.sql)
+	IF m.message ? 'mediaUrl' THEN
+		m.message := jsonb_set(m.message, '{mediaUrl}', pgwa._inline_media(
+			(SELECT i.tenant_id FROM pgwa.instances i WHERE i.id = p_instance), p_headers,
+			m.message->'mediaUrl', m.message->>'type', m.fields->>'mediaUrl', m.message->>'fileName'));
+	END IF;
 	SELECT * INTO e FROM pgwa._enqueue_as(p_instance, m.message, p_headers->>'idempotency-key', m.fields);
 	RETURN pgwa._reply(200, jsonb_build_object('zaapId', e.message_id, 'messageId', e.message_id,
 	                                           'id', e.message_id),

@@ -147,6 +147,8 @@ SELECT status, body FROM pg_temp.z('POST', :'za' || '/send-text', '{"phone":"551
 SELECT status, body FROM pg_temp.z('POST', :'za' || '/send-text', '{"phone":"5511900000001","message":"x","delayTyping":0}');
 SELECT status, body FROM pg_temp.z('POST', :'za' || '/send-text', 'not json');
 SELECT status, body FROM pg_temp.z('POST', :'za' || '/send-image', '{"phone":"5511900000001"}');
+SELECT status, body FROM pg_temp.z('POST', :'za' || '/send-image', '{"phone":"5511900000001","image":"ftp://cdn.example/a.png"}');
+-- inline media need a URL brokers can fetch: without pgwa.public_url, the request's Host
 SELECT status, body FROM pg_temp.z('POST', :'za' || '/send-image', '{"phone":"5511900000001","image":"data:image/png;base64,AAAA"}');
 SELECT status, body FROM pg_temp.z('POST', :'za' || '/send-document', '{"phone":"5511900000001","document":"https://cdn.example/r"}');
 SELECT status, body FROM pg_temp.z('POST', :'za' || '/send-document/p.df', '{"phone":"5511900000001","document":"https://cdn.example/r"}');
@@ -267,3 +269,53 @@ FROM pgwa._claim_deliveries(1000, 30) d WHERE d.tenant_id = :'ta' ORDER BY d.url
 SELECT pgwa.delete_instance(:'ia') >= 0 AS deleted;
 SELECT count(*) AS tokens FROM pgwa.zapi_tokens WHERE instance_id = :'ia';
 SELECT count(*) AS subscriptions FROM pgwa.webhook_subscriptions WHERE instance_id = :'ia';
+
+-------------------------------------------------------------------------------
+-- inline media (seed 001: a URL or base64): stored as an upload, sent by URL
+-------------------------------------------------------------------------------
+SELECT '{"host": "gw.example:8080", "x-forwarded-proto": "https"}' AS zh \gset
+SELECT pgwa.set_zapi_token(:'ib', 'TOKEN-B-INLINE-0001') IS NOT NULL AS token_set;
+\set zi '/instances/' :ib '/token/TOKEN-B-INLINE-0001'
+-- a data: URI: its content type; the message names the signed URL
+SELECT status, body ? 'zaapId' AS queued FROM pg_temp.z('POST', :'zi' || '/send-image',
+	'{"phone":"5511900000001","image":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUg==","caption":"inline"}', :'zh');
+SELECT l.payload->>'caption' AS caption,
+       l.payload->>'mediaUrl' ~ '^https://gw\.example:8080/uploads/[0-9a-f-]{36}\?expires=[0-9]+&signature=[0-9a-f]{64}$' AS signed_url,
+       u.content_type, u.media_type, u.size, u.file_removed, b.sha256 = sha256(decode('iVBORw0KGgoAAAANSUhEUg==', 'base64')) AS same_bytes
+FROM pg_temp.last(:'ib') l
+JOIN pgwa.uploads u ON u.id = substring(l.payload->>'mediaUrl' FROM '/uploads/([0-9a-f-]{36})')::uuid
+JOIN pgwa.upload_blobs b ON b.upload_id = u.id;
+SELECT action, details->>'inline' AS inline, details->>'mediaType' AS media FROM pgwa.audit_log
+WHERE action = 'upload.created' ORDER BY at DESC LIMIT 1;
+-- the URL serves the bytes: pgwa-http gets them inline, in base64
+SELECT r.status, (r.headers->>'X-Pgwa-File')::jsonb - 'id' AS file, decode(r.body, 'base64') = decode('iVBORw0KGgoAAAANSUhEUg==', 'base64') AS same_bytes
+FROM pg_temp.last(:'ib') l,
+     pgwa.http('GET', substring(l.payload->>'mediaUrl' FROM '(/uploads/[^?]+)'), jsonb_build_object(
+         'expires', substring(l.payload->>'mediaUrl' FROM 'expires=([0-9]+)'),
+         'signature', substring(l.payload->>'mediaUrl' FROM 'signature=([0-9a-f]+)')), '{}', NULL) r;
+-- a repeated send with the same key is a replay: the same bytes name the same upload
+SELECT status, headers->>'Idempotent-Replayed' AS replayed FROM pg_temp.z('POST', :'zi' || '/send-audio',
+	'{"phone":"5511900000001","audio":"T2dnUwACAAAAAAAAAAAAAAAA"}', :'zh'::jsonb || '{"idempotency-key":"z-inline-1"}');
+SELECT status, headers->>'Idempotent-Replayed' AS replayed FROM pg_temp.z('POST', :'zi' || '/send-audio',
+	'{"phone":"5511900000001","audio":"T2dnUwACAAAAAAAAAAAAAAAA"}', :'zh'::jsonb || '{"idempotency-key":"z-inline-1"}');
+SELECT count(*) AS audio_uploads, min(content_type) AS content_type FROM pgwa.uploads WHERE media_type = 'audio';
+-- a document takes its type from the extension; pgwa.public_url wins over the Host
+SET pgwa.public_url = 'https://media.example/';
+SELECT status FROM pg_temp.z('POST', :'zi' || '/send-document/pdf',
+	'{"phone":"5511900000001","document":"JVBERi0xLjQKJcfsj6IKMSAwIG9iago=","fileName":"boleto"}', :'zh');
+SELECT l.payload->>'fileName' AS file_name, l.payload->>'mediaUrl' LIKE 'https://media.example/uploads/%' AS public_url,
+       u.content_type, u.file_name AS upload_name
+FROM pg_temp.last(:'ib') l JOIN pgwa.uploads u ON u.id = substring(l.payload->>'mediaUrl' FROM '/uploads/([0-9a-f-]{36})')::uuid;
+RESET pgwa.public_url;
+-- refusals name the field
+SELECT status, body FROM pg_temp.z('POST', :'zi' || '/send-image', '{"phone":"5511900000001","image":"data:image/png,plain"}', :'zh');
+SELECT status, body FROM pg_temp.z('POST', :'zi' || '/send-image', '{"phone":"5511900000001","image":"data:image/png;base64,@@@@"}', :'zh');
+SELECT status, body FROM pg_temp.z('POST', :'zi' || '/send-video', '{"phone":"5511900000001","video":"data:video/mp4;base64,"}', :'zh');
+SELECT status, body FROM pg_temp.z('POST', :'zi' || '/send-image', jsonb_build_object('phone', '5511900000001',
+	'image', 'data:image/jpeg;base64,' || encode(convert_to(repeat('x', 5 * 1048576 + 1), 'UTF8'), 'base64'))::text, :'zh');
+SELECT status, body FROM pg_temp.z('POST', :'zi' || '/send-image', '{"phone":"5511900000001","image":"data:image/png;base64,AAAA"}',
+	'{"host": "bad host/x"}');
+-- expiry ends the upload and drops its bytes
+UPDATE pgwa.uploads SET expires_at = now() - interval '1 second' WHERE id IN (SELECT upload_id FROM pgwa.upload_blobs);
+SELECT pgwa.expire_uploads() > 0 AS ended;
+SELECT count(*) AS blobs_left FROM pgwa.upload_blobs;
