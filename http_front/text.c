@@ -126,3 +126,65 @@ text_to_utf8(const char *s, size_t len)
 	out[o] = '\0';
 	return out;
 }
+
+static int
+base64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * Decodes base64 as PostgreSQL's encode(..., 'base64') writes it (line
+ * breaks skipped, '=' padding); a malloc'd buffer, or NULL for bad input.
+ */
+unsigned char *
+text_base64_decode(const char *s, size_t len, size_t *out_len)
+{
+	unsigned char *out = malloc(len / 4 * 3 + 3);
+	unsigned int acc = 0;
+	int			bits = 0;
+	size_t		o = 0;
+	bool		padded = false;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+		int			v;
+
+		if (c == '\n' || c == '\r' || c == ' ' || c == '\t')
+			continue;
+		if (c == '=')
+		{
+			padded = true;
+			continue;
+		}
+		v = base64_value(c);
+		if (v < 0 || padded)
+		{
+			free(out);
+			return NULL;
+		}
+		acc = (acc << 6) | (unsigned int) v;
+		bits += 6;
+		if (bits >= 8)
+		{
+			bits -= 8;
+			out[o++] = (unsigned char) (acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	*out_len = o;
+	return out;
+}
