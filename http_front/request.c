@@ -1,64 +1,36 @@
 /*
  * request.c
- *		From an HTTP request to a pgwa.http() call and back.
+ *		The libmicrohttpd request lifecycle: from the first callback of a
+ *		request to its access log line.
  *
  * libmicrohttpd calls request_handler() several times per request: once
  * when the headers are in, once per chunk of body, and a last time with no
  * data.  The first call checks what can be refused up front, the middle
- * ones accumulate the body under the size limit, the last one dispatches.
- * The front applies no business rules: routing, auth, validation and error
- * shaping all live in the SQL function.
+ * ones accumulate the body under the size limit, the last one dispatches:
+ * to a route the front serves itself (front_routes.c), else to one call of
+ * pgwa.http() (call.c).  The front applies no business rules: routing,
+ * auth, validation and error shaping all live in the SQL function.
  */
-#define _GNU_SOURCE				/* asprintf */
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
-#include <jansson.h>
-
-#include "db.h"
-#include "forward.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "request.h"
+#include "request_internal.h"
 #include "response.h"
 #include "stream.h"
 #include "text.h"
 #include "uploads.h"
 
-#define REQUEST_ID_MAX	64
 #define BODY_PREALLOC_MAX	65536
 #define DRAIN_MAX	(1024 * 1024)
-
-struct request
-{
-	struct timespec started;
-	char		request_id[REQUEST_ID_MAX + 1];
-	char	   *method;
-	char	   *path;			/* as decoded by libmicrohttpd, made UTF-8 */
-	char	   *body;
-	size_t		body_len;
-	size_t		body_cap;
-	size_t		bytes_in;		/* body bytes received, kept or not */
-	size_t		limit;			/* body limit: PGWA_HTTP_MAX_BODY, or PGWA_HTTP_MAX_UPLOAD */
-	bool		too_large;
-	bool		responded;
-	unsigned int status;
-	size_t		bytes_out;
-	struct stream *stream;		/* GET /v1/events, once streaming */
-	bool		observed;		/* metrics taken when the stream started */
-};
 
 static size_t max_body_size;
 static size_t max_upload_size;
@@ -126,7 +98,7 @@ new_request_id(char *out)
 
 /* ---------- responses ---------- */
 
-static enum MHD_Result
+enum MHD_Result
 queue_reply(struct MHD_Connection *conn, struct request *req,
 			unsigned int status, struct MHD_Response *resp,
 			bool has_content_type, size_t body_len)
@@ -146,7 +118,7 @@ queue_reply(struct MHD_Connection *conn, struct request *req,
 	return ret;
 }
 
-static enum MHD_Result
+enum MHD_Result
 queue_error(struct MHD_Connection *conn, struct request *req,
 			unsigned int status, const char *code, const char *message)
 {
@@ -169,251 +141,7 @@ queue_too_large(struct MHD_Connection *conn, struct request *req)
 					   "PAYLOAD_TOO_LARGE", message);
 }
 
-/* The database's metrics, then the front's own (metrics.c). */
-static void
-append_front_metrics(struct db_reply *reply)
-{
-	size_t		len;
-	char	   *own = metrics_render(&len);
-	char	   *body = own ? realloc(reply->body, reply->body_len + len + 1) : NULL;
-
-	if (body != NULL)
-	{
-		memcpy(body + reply->body_len, own, len);
-		reply->body = body;
-		reply->body_len += len;
-		body[reply->body_len] = '\0';
-	}
-	free(own);
-}
-
-static enum MHD_Result
-queue_db_reply(struct MHD_Connection *conn, struct request *req,
-			   struct db_reply *reply)
-{
-	unsigned int status = reply->status;
-	size_t		len;
-	bool		has_content_type = false;
-	struct MHD_Response *resp;
-
-	if (status == MHD_HTTP_OK && strcmp(req->path, "/metrics") == 0)
-		append_front_metrics(reply);
-	if (reply->headers != NULL && strstr(reply->headers, FORWARD_HEADER) != NULL)
-	{
-		/* a broker operation: the front calls the broker (forward.c) */
-		json_t	   *h = json_loads(reply->headers, 0, NULL);
-		const char *spec = json_string_value(json_object_get(h, FORWARD_HEADER));
-		bool		done = spec != NULL && forward_call(spec, reply);
-
-		json_decref(h);
-		if (!done)
-		{
-			free(reply->body);
-			free(reply->headers);
-			return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
-		}
-		status = reply->status;
-	}
-	len = reply->body_len;
-	resp = response_from_reply(reply, req->request_id, &has_content_type);
-	if (resp == NULL)
-		return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR,
-						   "INTERNAL", "internal error");
-	return queue_reply(conn, req, status, resp, has_content_type, len);
-}
-
-/* ---------- building the call ---------- */
-
-/* Lowercased, UTF-8 copy of a header name. */
-static char *
-header_name(const char *key, size_t len)
-{
-	char	   *name = text_to_utf8(key, len);
-
-	if (name != NULL)
-		for (char *p = name; *p != '\0'; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p += 'a' - 'A';
-	return name;
-}
-
-/* Repeated headers are joined with ", " as HTTP allows. */
-static enum MHD_Result
-collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
-			   size_t key_size, const char *value, size_t value_size)
-{
-	json_t	   *obj = cls;
-	char	   *name = header_name(key, key_size);
-	char	   *text = text_to_utf8(value != NULL ? value : "",
-									value != NULL ? value_size : 0);
-	json_t	   *prev;
-
-	(void) kind;
-	if (name == NULL || text == NULL)
-		goto done;
-	prev = json_object_get(obj, name);
-	if (prev != NULL)
-	{
-		char	   *joined;
-
-		if (asprintf(&joined, "%s, %s", json_string_value(prev), text) >= 0)
-		{
-			json_string_set_nocheck(prev, joined);
-			free(joined);
-		}
-	}
-	else
-		json_object_set_new_nocheck(obj, name, json_string_nocheck(text));
-done:
-	free(name);
-	free(text);
-	return MHD_YES;
-}
-
-/* A repeated query argument keeps its last value. */
-static enum MHD_Result
-collect_argument(void *cls, enum MHD_ValueKind kind, const char *key,
-				 size_t key_size, const char *value, size_t value_size)
-{
-	json_t	   *obj = cls;
-	char	   *name = text_to_utf8(key, key_size);
-	char	   *text = text_to_utf8(value != NULL ? value : "",
-									value != NULL ? value_size : 0);
-
-	(void) kind;
-	if (name != NULL && text != NULL)
-		json_object_set_new_nocheck(obj, name, json_string_nocheck(text));
-	free(name);
-	free(text);
-	return MHD_YES;
-}
-
-static json_t *
-query_object(struct MHD_Connection *conn)
-{
-	json_t	   *obj = json_object();
-
-	if (obj != NULL)
-		MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND,
-									collect_argument, obj);
-	return obj;
-}
-
-static char *
-query_json(struct MHD_Connection *conn)
-{
-	json_t	   *obj = query_object(conn);
-	char	   *text = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
-
-	json_decref(obj);
-	return text;
-}
-
-static void
-client_addr(struct MHD_Connection *conn, char *buf, size_t size)
-{
-	const union MHD_ConnectionInfo *info;
-	const struct sockaddr *sa;
-
-	buf[0] = '\0';
-	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (info == NULL || info->client_addr == NULL)
-		return;
-	sa = info->client_addr;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr,
-				  buf, (socklen_t) size);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr,
-				  buf, (socklen_t) size);
-}
-
-/* Request headers, plus the two the front sets itself. */
-static json_t *
-headers_object(struct MHD_Connection *conn, const struct request *req)
-{
-	json_t	   *obj = json_object();
-	char		addr[INET6_ADDRSTRLEN];
-
-	if (obj == NULL)
-		return NULL;
-	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, obj);
-	client_addr(conn, addr, sizeof(addr));
-	json_object_set_new_nocheck(obj, "x-request-id",
-								json_string_nocheck(req->request_id));
-	json_object_set_new_nocheck(obj, "x-pgwa-client-addr",
-								json_string_nocheck(addr));
-	return obj;
-}
-
-static char *
-headers_json(struct MHD_Connection *conn, const struct request *req)
-{
-	json_t	   *obj = headers_object(conn, req);
-	char	   *text = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
-
-	json_decref(obj);
-	return text;
-}
-
-/* ---------- handlers ---------- */
-
-/* The answer to a pgwa.http() call, or the front's error when it failed. */
-static enum MHD_Result
-queue_db_status(struct MHD_Connection *conn, struct request *req, db_status st,
-				struct db_reply *reply)
-{
-	switch (st)
-	{
-		case DB_OK:
-			return queue_db_reply(conn, req, reply);
-		case DB_UNAVAILABLE:
-			return queue_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE,
-							   "DATABASE_UNAVAILABLE",
-							   "database is unavailable, retry later");
-		case DB_FAILED:
-			break;
-	}
-	return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR,
-					   "INTERNAL", "internal error");
-}
-
-/* The generic path: one call of pgwa.http() per request. */
-/* pgwa.http() for this request, with `body` (NULL: none). */
-static db_status
-call_with_body(struct MHD_Connection *conn, struct request *req, const char *body, struct db_reply *reply)
-{
-	struct db_call call = {.method = req->method,.path = req->path};
-	char	   *query = query_json(conn);
-	char	   *headers = headers_json(conn, req);
-	db_status	st = DB_FAILED;
-
-	if (query != NULL && headers != NULL)
-	{
-		call.query = query;
-		call.headers = headers;
-		call.body = body;
-		st = db_call_http(&call, reply);
-	}
-	free(query);
-	free(headers);
-	return st;
-}
-
-static enum MHD_Result
-call_pgwa_http(struct MHD_Connection *conn, struct request *req)
-{
-	struct db_reply reply;
-	db_status	st;
-
-	if (req->body_len > 0 && !text_is_utf8(req->body, req->body_len))
-		return queue_error(conn, req, MHD_HTTP_BAD_REQUEST, "INVALID_BODY",
-						   "request body must be UTF-8 text");
-
-	st = call_with_body(conn, req, req->body_len > 0 ? req->body : NULL, &reply);
-
-	return queue_db_status(conn, req, st, &reply);
-}
+/* ---------- rate limit ---------- */
 
 /*
  * What the rate limit counts a request against: the API key as presented
@@ -475,240 +203,7 @@ is_inbound_webhook(const char *path)
 		strcmp(path, "/api/integrations/whatsapp/webhook") == 0;
 }
 
-static double
-elapsed_seconds(const struct request *req)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double) (now.tv_sec - req->started.tv_sec) +
-		(double) (now.tv_nsec - req->started.tv_nsec) / 1e9;
-}
-
-/*
- * GET /v1/events as server-sent events (stream.c).  pgwa.http() answers
- * the same route with limit=0 first: its errors (401, 403, a bad
- * Last-Event-ID) are the answer, else its page says whose events these are
- * and after which id the stream starts.  That call uses the pool's session
- * like any request; the stream then has a session of its own.
- */
-static enum MHD_Result
-serve_events(struct MHD_Connection *conn, struct request *req)
-{
-	struct db_call call = {.method = req->method,.path = req->path};
-	struct db_reply reply;
-	json_t	   *query = query_object(conn);
-	json_t	   *headers = headers_object(conn, req);
-	json_t	   *page = NULL;
-	char	   *query_text = NULL;
-	char	   *headers_text = NULL;
-	const char *tenant;
-	json_t	   *last;
-	struct MHD_Response *resp = NULL;
-	db_status	st = DB_FAILED;
-	enum MHD_Result ret;
-
-	if (!stream_reserve())
-	{
-		json_decref(query);
-		json_decref(headers);
-		return queue_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, "TOO_MANY_STREAMS",
-						   "too many event streams open, retry later");
-	}
-	if (query != NULL && headers != NULL &&
-		json_object_set_new(query, "limit", json_string("0")) == 0)
-	{
-		call.query = query_text = json_dumps(query, JSON_COMPACT);
-		call.headers = headers_text = json_dumps(headers, JSON_COMPACT);
-		if (call.query != NULL && call.headers != NULL)
-			st = db_call_http(&call, &reply);
-	}
-	free(query_text);
-	free(headers_text);
-	query_text = headers_text = NULL;
-	if (st != DB_OK || reply.status != MHD_HTTP_OK)
-	{
-		stream_unreserve();
-		json_decref(query);
-		json_decref(headers);
-		return queue_db_status(conn, req, st, &reply);
-	}
-
-	page = json_loadb(reply.body, reply.body_len, 0, NULL);
-	free(reply.body);
-	free(reply.headers);
-	tenant = json_string_value(json_object_get(page, "tenantId"));
-	last = json_object_get(page, "lastId");
-
-	/* the stream's reads say where they start themselves */
-	json_object_del(query, "after");
-	json_object_del(query, "limit");
-	json_object_del(headers, "last-event-id");
-	if (tenant != NULL && json_is_integer(last))
-	{
-		query_text = json_dumps(query, JSON_COMPACT);
-		headers_text = json_dumps(headers, JSON_COMPACT);
-		if (query_text != NULL && headers_text != NULL)
-			resp = stream_start(conn, tenant, json_integer_value(last), query_text, headers_text,
-								&req->stream);
-		else
-			stream_unreserve();
-	}
-	else
-	{
-		log_error("request %s: pgwa.http gave no stream start for GET /v1/events", req->request_id);
-		stream_unreserve();
-	}
-	free(query_text);
-	free(headers_text);
-	json_decref(page);
-	json_decref(query);
-	json_decref(headers);
-	if (resp == NULL)
-		return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
-
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-	/* proxies that buffer responses (nginx) would hold the events back */
-	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-	ret = queue_reply(conn, req, MHD_HTTP_OK, resp, true, 0);
-	/* a stream's duration is its client's choice: the histogram takes its start */
-	if (ret == MHD_YES)
-	{
-		metrics_observe(req->method, req->path, MHD_HTTP_OK, elapsed_seconds(req));
-		req->observed = true;
-	}
-	return ret;
-}
-
-/* The string member `key` of a JSON text, copied into out. */
-static bool
-json_text_member(const char *text, const char *key, char *out, size_t out_size)
-{
-	json_t	   *j = text ? json_loads(text, 0, NULL) : NULL;
-	const char *v = json_string_value(json_object_get(j, key));
-	bool		ok = v != NULL && strlen(v) < out_size;
-
-	if (ok)
-		strcpy(out, v);
-	json_decref(j);
-	return ok;
-}
-
-/*
- * POST /api/whatsapp/uploads: the file part is written to a temporary
- * file, the database decides with what was read of it (75_uploads.sql),
- * and the file takes the upload's id once accepted.
- */
-static enum MHD_Result
-serve_upload_post(struct MHD_Connection *conn, struct request *req)
-{
-	struct upload_part part;
-	struct db_reply reply;
-	char		tmp[PATH_MAX] = "";
-	char		id[64];
-	char	   *meta;
-	db_status	st;
-
-	if (uploads_parse(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
-					  req->body, req->body_len, &part))
-	{
-		if (!uploads_store(&part, req->request_id, tmp, sizeof(tmp)))
-			return queue_error(conn, req, MHD_HTTP_INSUFFICIENT_STORAGE, "UPLOAD_NOT_STORED",
-							   "the file could not be stored");
-		meta = json_dumps(json_pack("{s:s,s:s,s:I}", "fileName", part.file_name,
-									"contentType", part.content_type,
-									"size", (json_int_t) part.len), JSON_COMPACT);
-	}
-	else
-		meta = strdup("{}");	/* the database names what is missing */
-	st = call_with_body(conn, req, meta, &reply);
-	free(meta);
-	if (st != DB_OK)
-	{
-		if (tmp[0])
-			unlink(tmp);
-		return queue_db_status(conn, req, st, &reply);
-	}
-	if (tmp[0])
-	{
-		if (reply.status == MHD_HTTP_CREATED && json_text_member(reply.body, "uploadId", id, sizeof(id)))
-		{
-			if (!uploads_commit(tmp, id))
-			{
-				free(reply.body);
-				free(reply.headers);
-				return queue_error(conn, req, MHD_HTTP_INSUFFICIENT_STORAGE, "UPLOAD_NOT_STORED",
-								   "the file could not be stored");
-			}
-		}
-		else
-			unlink(tmp);
-	}
-	return queue_db_reply(conn, req, &reply);
-}
-
-/* A header value made safe to send (quotes and controls replaced). */
-static void
-safe_header_value(const char *in, char *out, size_t out_size)
-{
-	size_t		o = 0;
-
-	for (; *in && o + 1 < out_size; in++)
-		out[o++] = ((unsigned char) *in < 0x20 || *in == 0x7F || *in == '"' || *in == '\\') ? '_' : *in;
-	out[o] = '\0';
-}
-
-/* GET /uploads/{id}: the database checks the signed URL, the file is sent from disk. */
-static enum MHD_Result
-serve_upload_get(struct MHD_Connection *conn, struct request *req)
-{
-	struct db_reply reply;
-	db_status	st = call_with_body(conn, req, NULL, &reply);
-	char		id[64];
-	char		ctype[160];
-	char		name[300];
-	char		disposition[340];
-	json_t	   *h;
-	json_t	   *f;
-	size_t		size = 0;
-	int			fd;
-	struct MHD_Response *resp;
-
-	if (st != DB_OK)
-		return queue_db_status(conn, req, st, &reply);
-	h = reply.status == MHD_HTTP_OK && reply.headers ? json_loads(reply.headers, 0, NULL) : NULL;
-	f = json_loads(json_string_value(json_object_get(h, "X-Pgwa-File")) ?
-				   json_string_value(json_object_get(h, "X-Pgwa-File")) : "null", 0, NULL);
-	json_decref(h);
-	if (!json_is_object(f))
-	{
-		json_decref(f);
-		return queue_db_reply(conn, req, &reply);
-	}
-	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(f, "id")) ?: "");
-	safe_header_value(json_string_value(json_object_get(f, "contentType")) ?: "application/octet-stream",
-					  ctype, sizeof(ctype));
-	safe_header_value(json_string_value(json_object_get(f, "fileName")) ?: "file", name, sizeof(name));
-	json_decref(f);
-	free(reply.body);
-	free(reply.headers);
-	fd = uploads_open(id, &size);
-	if (fd < 0)
-		return queue_error(conn, req, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "the upload's file is gone");
-	resp = MHD_create_response_from_fd(size, fd);
-	if (resp == NULL)
-	{
-		close(fd);
-		return MHD_NO;
-	}
-	snprintf(disposition, sizeof(disposition), "inline; filename=\"%s\"", name);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disposition);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "private, max-age=60");
-	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-	return queue_reply(conn, req, MHD_HTTP_OK, resp, true, size);
-}
+/* ---------- lifecycle ---------- */
 
 /*
  * Hand a fully received request to its handler.  Everything is served by
