@@ -55,6 +55,28 @@ LANGUAGE sql STABLE AS $$
 		'fileName', u.file_name, 'contentType', u.content_type)
 $$;
 
+-- The URL pgwa-http is reached at from outside (a broker fetching media):
+-- pgwa.public_url, else the request's Host and X-Forwarded-Proto. Without
+-- either: a 503 naming pgwa.public_url when p_required, else ''.
+CREATE FUNCTION pgwa._public_base(p_headers jsonb, p_required boolean DEFAULT true) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	v_url   text := rtrim(coalesce(current_setting('pgwa.public_url', true), ''), '/');
+	v_proto text := lower(btrim(split_part(coalesce(p_headers->>'x-forwarded-proto', ''), ',', 1)));
+BEGIN
+	IF v_url <> '' THEN
+		RETURN v_url;
+	END IF;
+	IF coalesce(p_headers->>'host', '') !~ '^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$' THEN
+		IF p_required THEN
+			PERFORM pgwa._raise('PW503', 'inline media need a URL the broker can fetch: set pgwa.public_url',
+			                    'pgwa.public_url');
+		END IF;
+		RETURN '';
+	END IF;
+	RETURN CASE WHEN v_proto = 'https' THEN 'https' ELSE 'http' END || '://' || (p_headers->>'host');
+END $$;
+
 -- POST /api/whatsapp/uploads, as pgwa-http calls it once it holds the file:
 -- the body is what it read of it {"fileName","contentType","size"}, the
 -- query may say expiresIn (seconds, 60 to 7 days; 1 day by default). 413
@@ -91,7 +113,9 @@ BEGIN
 	PERFORM pgwa._audit(v_tenant, NULL, 'upload.created',
 	                    jsonb_build_object('uploadId', u.id, 'fileName', u.file_name, 'size', u.size,
 	                                       'mediaType', u.media_type));
-	RETURN pgwa._reply(201, pgwa._upload_json(u));
+	-- absolute, so that a message's mediaUrl can name it as it is
+	RETURN pgwa._reply(201, jsonb_set(pgwa._upload_json(u), '{resourceUrl}',
+		to_jsonb(pgwa._public_base(p_headers, false) || (pgwa._upload_json(u)->>'resourceUrl'))));
 END $$;
 
 -- Media sent inline (a data: URI or bare base64, as Z-API clients may send
@@ -107,24 +131,6 @@ CREATE TABLE pgwa.upload_blobs (
 	data      bytea NOT NULL
 );
 CREATE INDEX upload_blobs_sha ON pgwa.upload_blobs (tenant_id, sha256);
-
--- The URL pgwa-http is reached at from outside (a broker fetching media):
--- pgwa.public_url, else the request's Host and X-Forwarded-Proto.
-CREATE FUNCTION pgwa._public_base(p_headers jsonb) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-	v_url   text := rtrim(coalesce(current_setting('pgwa.public_url', true), ''), '/');
-	v_proto text := lower(btrim(split_part(coalesce(p_headers->>'x-forwarded-proto', ''), ',', 1)));
-BEGIN
-	IF v_url <> '' THEN
-		RETURN v_url;
-	END IF;
-	IF coalesce(p_headers->>'host', '') !~ '^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$' THEN
-		PERFORM pgwa._raise('PW503', 'inline media need a URL the broker can fetch: set pgwa.public_url',
-		                    'pgwa.public_url');
-	END IF;
-	RETURN CASE WHEN v_proto = 'https' THEN 'https' ELSE 'http' END || '://' || (p_headers->>'host');
-END $$;
 
 -- The media field of a send as the message should name it: a URL (or
 -- anything that is not inline media, left to the normaliser) as it came; a

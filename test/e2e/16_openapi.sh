@@ -263,6 +263,7 @@ is "$STATUS" 503 "an instance without a broker: 503"
 head -c 2048 /dev/urandom > "$E2E_TMP/oa.png"
 call createUpload /api/whatsapp/uploads "" "$KEY" -F "file=@$E2E_TMP/oa.png;type=image/png"
 UP_URL=$(j .resourceUrl)
+UP_URL=${UP_URL#"$PGWA_URL"}
 call createUpload /api/whatsapp/uploads "" "$KEY" -F "other=@$E2E_TMP/oa.png"
 call getUploadFile "$UP_URL"
 ok "the file as uploaded" grep -qi '^content-type: image/png' <<< "$HEADERS"

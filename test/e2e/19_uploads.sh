@@ -15,6 +15,8 @@ up() { curl -s -o "$E2E_TMP/up.json" -w '%{http_code}' -H "X-API-Key: $KEY" "$@"
 is "$(up -F "file=@$E2E_TMP/photo.jpg;type=image/jpeg")" 201 "an image is taken: 201"
 ID=$(jq -r .uploadId "$E2E_TMP/up.json")
 URL=$(jq -r .resourceUrl "$E2E_TMP/up.json")
+ok "the URL is absolute, on the front ($URL)" grep -q "^$PGWA_URL/uploads/$ID?expires=" <<< "$URL"
+URL=${URL#"$PGWA_URL"}
 is "$(jq -r '.mediaType + " " + (.size|tostring) + " " + .fileName' "$E2E_TMP/up.json")" "image 300000 photo.jpg" \
 	"with its media type, size and name"
 ok "and an expiry a day from now" test "$(( $(date -d "$(jq -r .expiresAt "$E2E_TMP/up.json")" +%s) - $(date +%s) ))" -gt 86000
@@ -26,6 +28,9 @@ ok "byte for byte" cmp -s "$E2E_TMP/photo.jpg" "$E2E_TMP/back.jpg"
 ok "as image/jpeg" grep -qi '^content-type: image/jpeg' "$E2E_TMP/back.h"
 is "$(curl -s -o /dev/null -w '%{http_code}' "$PGWA_URL${URL%?}0")" 403 "a tampered signature: 403"
 is "$(curl -s -o /dev/null -w '%{http_code}' "$PGWA_URL/uploads/$ID")" 403 "no signature: 403"
+INST=$(new_instance "$KEY" uploads-e2e)
+req POST "/v1/instances/$INST/messages" "{\"to\":\"5511975550201\",\"type\":\"image\",\"mediaUrl\":\"$PGWA_URL$URL\"}" "$KEY"
+is "$STATUS" 202 "a message takes resourceUrl as its mediaUrl, as it is"
 
 # limits: an image over 5 MiB is refused, the same bytes as a document are taken
 head -c $((5 * 1048576 + 1)) /dev/zero > "$E2E_TMP/big.bin"
@@ -47,6 +52,7 @@ is "$(Q='?expiresIn=10' up -F "file=@$E2E_TMP/photo.jpg;type=image/jpeg")" 400 "
 Q='?expiresIn=60' up -F "file=@$E2E_TMP/photo.jpg;type=image/jpeg" > /dev/null
 SHORT=$(jq -r .uploadId "$E2E_TMP/up.json")
 SURL=$(jq -r .resourceUrl "$E2E_TMP/up.json")
+SURL=${SURL#"$PGWA_URL"}
 sql "UPDATE pgwa.uploads SET expires_at = now() - interval '1 second' WHERE id IN ('$SHORT', '$ID')" > /dev/null
 is "$(curl -s -o /dev/null -w '%{http_code}' "$PGWA_URL$URL")" 404 "an expired URL: 404"
 is "$(sql "SELECT pgwa.expire_uploads()")" 2 "the expiry job ends both"
