@@ -12,8 +12,10 @@
  * serves other connections too, never waits: the content reader hands out
  * what is buffered, and suspends the connection when there is nothing; the
  * thread resumes it when it adds something.  A heartbeat comment after
- * heartbeat_s seconds of silence keeps proxies from closing the connection
- * and finds clients that are gone (a suspended connection does not notice).
+ * heartbeat_s seconds of silence keeps proxies from closing the connection.
+ * A suspended connection does not notice its client leave, so while it is
+ * suspended the thread watches the socket for the client's end (POLLRDHUP)
+ * and ends the stream then: its thread and session are free at once.
  *
  * A stream is freed once three references are gone: the response's (the
  * connection is done with it), the request's (its access log line is
@@ -55,6 +57,7 @@ struct stream
 	bool		suspended;		/* by the reader, waiting for the thread */
 	bool		done;			/* no more frames: end the body once drained */
 	bool		closed;			/* the connection is done with the response */
+	int			client_fd;		/* the connection's socket, -1 if unknown */
 	int			refs;
 	int			wake[2];		/* pipe waking the thread */
 
@@ -212,6 +215,7 @@ read_frames(void *cls, uint64_t pos, char *out, size_t max)
 		s->suspended = true;
 		MHD_suspend_connection(s->conn);
 		pthread_mutex_unlock(&s->lock);
+		wake_thread(s);			/* to watch the client's socket meanwhile */
 		return 0;
 	}
 	if (n > max)
@@ -285,6 +289,22 @@ pending(struct stream *s, bool *ended)
 	*ended = s->closed || s->done;
 	pthread_mutex_unlock(&s->lock);
 	return left;
+}
+
+/*
+ * The client's socket while the connection is suspended, else -1. Only this
+ * thread resumes a suspended connection (but at shutdown), so the socket
+ * stays open while it waits on it.
+ */
+static int
+watched_socket(struct stream *s)
+{
+	int			fd;
+
+	pthread_mutex_lock(&s->lock);
+	fd = s->suspended && !s->closed ? s->client_fd : -1;
+	pthread_mutex_unlock(&s->lock);
+	return fd;
 }
 
 static long long
@@ -437,9 +457,10 @@ stream_main(void *arg)
 	{
 		bool		ended;
 		bool		busy = pending(s, &ended);
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{.fd = s->wake[0],.events = POLLIN},
 			{.fd = PQsocket(pg),.events = POLLIN},
+			{.fd = watched_socket(s),.events = POLLRDHUP},
 		};
 		int			timeout = -1;
 		int			n_ready;
@@ -476,9 +497,14 @@ stream_main(void *arg)
 				timeout = RECHECK_MS;
 		}
 		/* a full buffer waits for the client; notifications are still read */
-		n_ready = poll(pfd, 2, timeout);
+		n_ready = poll(pfd, 3, timeout);
 		if (n_ready < 0 && errno != EINTR)
 			break;
+		if (n_ready > 0 && (pfd[2].revents & (POLLRDHUP | POLLHUP | POLLERR)) && watched_socket(s) >= 0)
+		{
+			log_info("event stream of tenant %s ends: the client left", s->tenant_id);
+			break;
+		}
 		if (n_ready == 0 && !busy)
 			want = true;
 		if (pfd[0].revents != 0)
@@ -514,6 +540,13 @@ stream_start(struct MHD_Connection *conn, const char *tenant_id, long long after
 	s->wake[0] = s->wake[1] = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	s->conn = conn;
+	s->client_fd = -1;
+	{
+		const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		if (info != NULL)
+			s->client_fd = info->connect_fd;
+	}
 	s->after = after;
 	snprintf(s->tenant_id, sizeof(s->tenant_id), "%s", tenant_id);
 	s->query = json_loads(query, 0, NULL);

@@ -113,6 +113,19 @@ is "$(frames "$E2E_TMP/after.sse" | tr '\n' ' ')" \
 	"$(sql "SELECT string_agg(id || ' messages.new', ' ' ORDER BY id) || ' ' FROM pgwa.events WHERE tenant_id = '$TENANT' AND id > $E1 AND event = 'messages.new'")" \
 	"?after= with ?events= replays only those events"
 
+# A client that leaves is noticed at once, not at the next heartbeat (15 s
+# here): the stream's database session ends.
+stream_sessions() { sql "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name = 'pgwa-http'
+                         AND query LIKE 'SELECT status, body FROM pgwa.http(''GET'', ''/v1/events''%'"; }
+BEFORE=$(stream_sessions)
+curl -s -N --max-time 60 -H "X-API-Key: $KEY" "$PGWA_URL/v1/events" > "$E2E_TMP/leave.sse" 2>/dev/null &
+LEAVER=$!
+ok "a stream starts" wait_for 5 at_least 1 '^id: ' "$E2E_TMP/leave.sse"
+is "$(stream_sessions)" $((BEFORE + 1)) "with its own database session"
+kill "$LEAVER"
+wait "$LEAVER" 2>/dev/null
+ok "its client leaves: the session ends within 2 s" wait_for 2 bash -c "[ \"\$(psql -X -qtA -c \"SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name = 'pgwa-http' AND query LIKE 'SELECT status, body FROM pgwa.http(''GET'', ''/v1/events''%'\")\" = $BEFORE ]"
+
 # A second front: heartbeat every second, one stream at most.
 PGDATABASE=pgwa PGWA_HTTP_PORT=0 PGWA_HTTP_THREADS=2 PGWA_HTTP_SSE_HEARTBEAT=1 PGWA_HTTP_MAX_STREAMS=1 \
 	"$(dirname "$0")/../../http_front/pgwa-http" > "$E2E_TMP/sse.out" 2> "$E2E_TMP/sse.log" &
@@ -134,7 +147,7 @@ is "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "X-API-Key: $KEY" "
 is "$(curl -s --max-time 5 -H "X-API-Key: $PGWA_ADMIN_KEY" "$URL/metrics" | grep '^pgwa_http_event_streams ')" \
 	"pgwa_http_event_streams 1" "the open stream is counted"
 is "$(streaming)" $((BEFORE + 1)) "the stream has a database session of its own"
-# a client that goes away gives its place back (found at the next heartbeat)
+# a client that goes away gives its place back
 kill "$BEAT"
 wait "$BEAT" 2>/dev/null
 # opens: a stream into beat.sse that has started, or false
