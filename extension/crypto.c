@@ -1,17 +1,37 @@
 /*
- * crypto.c: HMAC-SHA256 for signing client webhooks.
+ * crypto.c: SHA-256 (API keys, webhook secrets, idempotency hashes) and
+ * HMAC-SHA256 for signing client webhooks.
  *
  * Deliveries are signed when they are claimed, in SQL, so that a
  * subscription's secret never leaves the database for the dispatcher.
  */
 #include "postgres.h"
 
+#include "common/cryptohash.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "pgwa.h"
+
 PG_FUNCTION_INFO_V1(pgwa_hmac_sha256_hex);
+
+/* The SHA-256 of len bytes, as a bytea. */
+bytea *
+pgwa_sha256(const char *s, size_t len)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	bytea	   *out = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) s, len) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(out), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "pgwa: could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	SET_VARSIZE(out, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	return out;
+}
 
 /* pgwa._hmac_sha256_hex(key, data): the hex HMAC-SHA256 of data keyed by key. */
 Datum

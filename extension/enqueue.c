@@ -19,7 +19,6 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -159,23 +158,6 @@ new_message_id(void)
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x70;	/* version 7 */
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* variant 10 */
 	return UUIDPGetDatum(uuid);
-}
-
-/* sha256 of a string, as a bytea. */
-static bytea *
-sha256_of(const char *s, size_t len)
-{
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	bytea	   *out = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) s, len) < 0 ||
-		pg_cryptohash_final(ctx, (uint8 *) VARDATA(out), PG_SHA256_DIGEST_LENGTH) < 0)
-		elog(ERROR, "could not compute the SHA-256 of a message: %s",
-			 pg_cryptohash_error(ctx));
-	pg_cryptohash_free(ctx);
-	SET_VARSIZE(out, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	return out;
 }
 
 static Jsonb *
@@ -407,7 +389,7 @@ enqueue_message(Datum instance, bool instance_null, json_t *in, const char *key,
 	{
 		hashed_text = JsonbToCString(NULL, &hashed->root, VARSIZE(hashed));
 		hashed_text = pg_server_to_any(hashed_text, strlen(hashed_text), PG_UTF8);
-		hash = sha256_of(hashed_text, strlen(hashed_text));
+		hash = pgwa_sha256(hashed_text, strlen(hashed_text));
 	}
 
 	if (sched_json != NULL)

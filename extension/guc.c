@@ -10,7 +10,7 @@
 
 char	   *pgwa_database = NULL;
 char	   *pgwa_mode_raw = NULL;
-char	   *pgwa_public_url = NULL;
+static char *pgwa_public_url = NULL;	/* read by SQL only */
 int			pgwa_max_in_flight = 1000;
 int			pgwa_claim_batch = 500;
 int			pgwa_http_timeout_ms = 15000;
@@ -91,7 +91,7 @@ pgwa_define_gucs(void)
 							   &pgwa_mode_raw, "http",
 							   PGC_SIGHUP, 0, check_mode, assign_mode, NULL);
 
-	/* read by SQL (pgwa._public_base), which the C never needs */
+	/* read by SQL (pgwa._public_base) */
 	DefineCustomStringVariable("pgwa.public_url",
 							   "URL at which pgwa-http is reached from outside, such as https://gw.example.com.",
 							   "Brokers fetch inline media from it; empty: the request's Host.",

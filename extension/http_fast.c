@@ -28,8 +28,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -145,23 +143,6 @@ presented_key(Jsonb *headers)
 	return *key ? key : NULL;
 }
 
-/* pgwa._hash_key: SHA-256 of the key in UTF-8. */
-static bytea *
-key_hash(const char *key)
-{
-	const char *utf8 = pg_server_to_any(key, strlen(key), PG_UTF8);
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	bytea	   *out = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) utf8, strlen(utf8)) < 0 ||
-		pg_cryptohash_final(ctx, (uint8 *) VARDATA(out), PG_SHA256_DIGEST_LENGTH) < 0)
-		elog(ERROR, "pgwa: could not compute SHA-256");
-	pg_cryptohash_free(ctx);
-	SET_VARSIZE(out, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	return out;
-}
-
 /* Whether s is a UUID as pgwa._uuid_or_null takes it: 8-4-4-4-12 hex digits. */
 static bool
 is_uuid_text(const char *s)
@@ -240,6 +221,7 @@ send_fast(const char *instance_text, Jsonb *headers, const char *body, fast_repl
 	ResourceOwner owner = CurrentResourceOwner;
 	bool		odd = false;
 	char	   *key = presented_key(headers);
+	const char *utf8;
 	char	   *idempotency_key = header(headers, "idempotency-key", &odd);
 	Datum		args[2];
 	volatile bool ok = true;
@@ -247,7 +229,8 @@ send_fast(const char *instance_text, Jsonb *headers, const char *body, fast_repl
 
 	if (key == NULL || odd || !is_uuid_text(instance_text))
 		return false;
-	args[0] = PointerGetDatum(key_hash(key));
+	utf8 = pg_server_to_any(key, strlen(key), PG_UTF8);
+	args[0] = PointerGetDatum(pgwa_sha256(utf8, strlen(utf8)));	/* pgwa._hash_key */
 	args[1] = DirectFunctionCall1(uuid_in, CStringGetDatum(instance_text));
 	if (SPI_execute_plan(owner_plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pgwa: the key lookup failed");

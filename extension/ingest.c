@@ -19,8 +19,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "common/cryptohash.h"
-#include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -121,21 +119,6 @@ pgwa_webhook_token(PG_FUNCTION_ARGS)
 		nulls[0] = nulls[1] = false;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
-}
-
-static bytea *
-sha256_of(const char *s)
-{
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	bytea	   *out = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) s, strlen(s)) < 0 ||
-		pg_cryptohash_final(ctx, (uint8 *) VARDATA(out), PG_SHA256_DIGEST_LENGTH) < 0)
-		elog(ERROR, "pgwa: could not compute SHA-256");
-	pg_cryptohash_free(ctx);
-	SET_VARSIZE(out, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	return out;
 }
 
 /*
@@ -252,7 +235,7 @@ pgwa_ingest_fast(const char *dialect, Jsonb *headers, Jsonb **body, const char *
 		return 0;
 
 	/* the one instance whose secret this is and whose instanceId the body names */
-	args[0] = PointerGetDatum(sha256_of(token));
+	args[0] = PointerGetDatum(pgwa_sha256(token, strlen(token)));
 	args[1] = CStringGetTextDatum(instance_key);
 	if (SPI_execute_plan(lookup_plan, args, NULL, true, 2) != SPI_OK_SELECT || SPI_processed != 1)
 		return 0;

@@ -47,6 +47,9 @@ extern void pgwa_raise(int sqlstate, const char *field, const char *detail, cons
 			pg_attribute_printf(4, 5) pg_attribute_noreturn();
 extern SPIPlanPtr pgwa_keep_plan(const char *sql, int nargs, Oid *argtypes);
 
+/* crypto.c */
+extern bytea *pgwa_sha256(const char *s, size_t len);
+
 /* guc.c */
 extern char *pgwa_database;
 extern char *pgwa_mode_raw;
