@@ -69,6 +69,12 @@ queue_db_reply(struct MHD_Connection *conn, struct request *req,
 		}
 		status = reply->status;
 	}
+	if (!response_decode_body(reply))
+	{
+		free(reply->body);
+		free(reply->headers);
+		return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+	}
 	len = reply->body_len;
 	resp = response_from_reply(reply, req->request_id, &has_content_type);
 	if (resp == NULL)

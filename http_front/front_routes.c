@@ -20,7 +20,6 @@
 #include "metrics.h"
 #include "request_internal.h"
 #include "stream.h"
-#include "text.h"
 #include "uploads.h"
 
 static double
@@ -207,7 +206,10 @@ safe_header_value(const char *in, char *out, size_t out_size)
 	out[o] = '\0';
 }
 
-/* GET /uploads/{id}: the database checks the signed URL; the file is sent from disk, or inline media from the database. */
+/*
+ * GET /uploads/{id}: the database checks the signed URL, the file is sent
+ * from disk. (Inline media come from the database itself: an ordinary reply.)
+ */
 enum MHD_Result
 serve_upload_get(struct MHD_Connection *conn, struct request *req)
 {
@@ -221,7 +223,6 @@ serve_upload_get(struct MHD_Connection *conn, struct request *req)
 	json_t	   *f;
 	size_t		size = 0;
 	int			fd;
-	bool		inline_bytes;
 	struct MHD_Response *resp;
 
 	if (st != DB_OK)
@@ -239,38 +240,17 @@ serve_upload_get(struct MHD_Connection *conn, struct request *req)
 	safe_header_value(json_string_value(json_object_get(f, "contentType")) ?: "application/octet-stream",
 					  ctype, sizeof(ctype));
 	safe_header_value(json_string_value(json_object_get(f, "fileName")) ?: "file", name, sizeof(name));
-	inline_bytes = json_is_true(json_object_get(f, "inline"));
 	json_decref(f);
-	if (inline_bytes)
+	free(reply.body);
+	free(reply.headers);
+	fd = uploads_open(id, &size);
+	if (fd < 0)
+		return queue_error(conn, req, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "the upload's file is gone");
+	resp = MHD_create_response_from_fd(size, fd);
+	if (resp == NULL)
 	{
-		/* media a client sent inline: the database keeps them and sends them in base64 */
-		unsigned char *bytes = text_base64_decode(reply.body, reply.body_len, &size);
-
-		free(reply.body);
-		free(reply.headers);
-		if (bytes == NULL)
-			return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL",
-							   "the upload could not be read");
-		resp = MHD_create_response_from_buffer(size, bytes, MHD_RESPMEM_MUST_FREE);
-		if (resp == NULL)
-		{
-			free(bytes);
-			return MHD_NO;
-		}
-	}
-	else
-	{
-		free(reply.body);
-		free(reply.headers);
-		fd = uploads_open(id, &size);
-		if (fd < 0)
-			return queue_error(conn, req, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "the upload's file is gone");
-		resp = MHD_create_response_from_fd(size, fd);
-		if (resp == NULL)
-		{
-			close(fd);
-			return MHD_NO;
-		}
+		close(fd);
+		return MHD_NO;
 	}
 	snprintf(disposition, sizeof(disposition), "inline; filename=\"%s\"", name);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);

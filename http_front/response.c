@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "response.h"
+#include "text.h"
 
 /*
  * A {"error":{...}} response.  code and message are fixed strings of ours
@@ -138,6 +139,29 @@ response_from_reply(struct db_reply *reply, const char *request_id,
 	free(reply->headers);
 	reply->body = reply->headers = NULL;
 	return resp;
+}
+
+/*
+ * A body pgwa.http() sent in base64 because it is not text (inline media, a
+ * QR code image), marked by the internal header X-Pgwa-Body-Encoding:
+ * decoded in place. False if it is marked and not valid base64.
+ */
+bool
+response_decode_body(struct db_reply *reply)
+{
+	unsigned char *bytes;
+	size_t		len;
+
+	/* pgwa.http() writes its headers as jsonb text: "name": "value" */
+	if (reply->headers == NULL || strstr(reply->headers, "\"X-Pgwa-Body-Encoding\": \"base64\"") == NULL)
+		return true;
+	bytes = text_base64_decode(reply->body, reply->body_len, &len);
+	if (bytes == NULL)
+		return false;
+	free(reply->body);
+	reply->body = (char *) bytes;
+	reply->body_len = len;
+	return true;
 }
 
 /* Headers every response carries. */

@@ -19,6 +19,7 @@ extern struct MHD_Response *response_error(unsigned int status,
 extern struct MHD_Response *response_from_reply(struct db_reply *reply,
 												const char *request_id,
 												bool *has_content_type);
+extern bool response_decode_body(struct db_reply *reply);
 extern void response_finish(struct MHD_Response *resp, const char *request_id,
 							bool has_content_type, bool closing);
 

@@ -210,7 +210,8 @@ END $$;
 
 -- GET /uploads/{id}?expires=&signature=: no key, the signature is the
 -- credential. Answers 200 with the internal X-Pgwa-File header, from which
--- pgwa-http serves the file; 403 for a wrong signature, 404 once expired.
+-- pgwa-http serves the file, or for inline media the bytes in base64 with
+-- X-Pgwa-Body-Encoding; 403 for a wrong signature, 404 once expired.
 CREATE FUNCTION pgwa._http_upload_file(p_id text, p_query jsonb) RETURNS pgwa.http_response
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -231,11 +232,16 @@ BEGIN
 	IF u.ended_at IS NOT NULL OR u.expires_at <= now() OR to_timestamp(v_expires) <= now() THEN
 		PERFORM pgwa._raise('PW404', 'the upload has expired', 'uploadId');
 	END IF;
-	-- inline media: the bytes themselves, in base64, for pgwa-http to send
+	-- inline media: the bytes themselves, in base64, which pgwa-http decodes
 	SELECT encode(b.data, 'base64') INTO v_inline FROM pgwa.upload_blobs b WHERE b.upload_id = u.id;
-	RETURN ROW(200, jsonb_build_object('Content-Type', 'application/json', 'X-Pgwa-File', jsonb_build_object(
-		'id', u.id, 'contentType', u.content_type, 'fileName', u.file_name, 'size', u.size,
-		'inline', v_inline IS NOT NULL)::text), coalesce(v_inline, '{}'))::pgwa.http_response;
+	IF v_inline IS NOT NULL THEN
+		RETURN ROW(200, jsonb_build_object('Content-Type', u.content_type,
+			'Content-Disposition', format('inline; filename="%s"', translate(u.file_name, '"', '_')),
+			'Cache-Control', 'private, max-age=60', 'X-Content-Type-Options', 'nosniff',
+			'X-Pgwa-Body-Encoding', 'base64'), v_inline)::pgwa.http_response;
+	END IF;
+	RETURN pgwa._reply(200, '{}', jsonb_build_object('X-Pgwa-File', jsonb_build_object(
+		'id', u.id, 'contentType', u.content_type, 'fileName', u.file_name, 'size', u.size)::text));
 END $$;
 
 -- Ends the uploads past their expiry (pg_cron: pgwa.schedule_maintenance);

@@ -194,15 +194,33 @@ BEGIN
 END $$;
 
 -- GET /connections/{id}/qr: the latest QR code, 404 when there is none
--- (never received, or connected since).
-CREATE FUNCTION pgwa._http_connection_qr(p_instance uuid) RETURNS pgwa.http_response
+-- (never received, or connected since). As JSON, or as the PNG to scan
+-- (seed 003: "qr/png") with ?format=png or Accept: image/png, which
+-- pgwa-http sends as bytes (X-Pgwa-Body-Encoding).
+CREATE FUNCTION pgwa._http_connection_qr(p_instance uuid, p_query jsonb DEFAULT '{}',
+                                         p_headers jsonb DEFAULT '{}') RETURNS pgwa.http_response
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-	q jsonb := pgwa.instance_qrcode(p_instance);
+	q     jsonb := pgwa.instance_qrcode(p_instance);
+	m     text[];
+	v_png bytea;
 BEGIN
 	IF q IS NULL THEN
 		PERFORM pgwa._raise('PW404', 'no QR code: none was received yet, or the connection is connected',
 		                    'sessionId');
+	END IF;
+	IF lower(coalesce(p_query->>'format', '')) = 'png' OR coalesce(p_headers->>'accept', '') ILIKE '%image/png%' THEN
+		m := regexp_match(coalesce(q->>'base64', ''), '^(data:image/png;base64,)?([A-Za-z0-9+/=\s]+)$');
+		BEGIN
+			v_png := decode(m[2], 'base64');
+		EXCEPTION WHEN others THEN
+			v_png := NULL;
+		END;
+		IF v_png IS NULL OR substring(v_png FROM 1 FOR 8) <> '\x89504e470d0a1a0a'::bytea THEN
+			PERFORM pgwa._raise('PW404', 'the QR code has no PNG image, only its code', 'format');
+		END IF;
+		RETURN ROW(200, jsonb_build_object('Content-Type', 'image/png', 'Cache-Control', 'no-store',
+		                                   'X-Pgwa-Body-Encoding', 'base64'), encode(v_png, 'base64'))::pgwa.http_response;
 	END IF;
 	-- a QR code is a credential for a minute: not for caches
 	RETURN pgwa._reply(200, jsonb_build_object('sessionId', p_instance) || (q - 'instanceId'),
@@ -263,7 +281,8 @@ BEGIN
 		RETURN pgwa._not_allowed(p_method, 'GET, DELETE');
 	ELSIF n = 3 AND p_seg[3] = 'qr' THEN
 		IF p_method = 'GET' THEN
-			RETURN pgwa._http_connection_qr(pgwa._tenant_instance(v_tenant, p_seg[2], 'connection', 'sessionId'));
+			RETURN pgwa._http_connection_qr(pgwa._tenant_instance(v_tenant, p_seg[2], 'connection', 'sessionId'),
+			                                 p_query, p_headers);
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'GET');
 	ELSIF n = 3 AND p_seg[3] = 'send' THEN

@@ -208,6 +208,10 @@ call receiveEvolutionWebhookByEvent /webhooks/whatsapp/qrcode-updated \
 settled
 call getQrCode "/api/integrations/whatsapp/instances/$INST/qrcode" "" "$KEY"
 call getConnectionQr "/connections/$INST/qr" "" "$KEY"
+curl -s -o "$E2E_TMP/qr.png" -D "$E2E_TMP/qr.h" -H "X-API-Key: $KEY" "$PGWA_URL/connections/$INST/qr?format=png"
+ok "the QR code as a PNG (?format=png): image/png" grep -qi '^content-type: image/png' "$E2E_TMP/qr.h"
+is "$(head -c 8 "$E2E_TMP/qr.png" | od -An -tx1 | tr -d ' \n')" 89504e470d0a1a0a "the very PNG bytes the broker sent"
+ok "no internal header leaks" bash -c "! grep -qi '^x-pgwa' '$E2E_TMP/qr.h'"
 
 # Deliveries of those events
 ok "the subscriber got an event" wait_for 15 sql_is "SELECT count(*) > 0 FROM pgwa.webhook_deliveries WHERE subscription_id = '$W' AND status = 'delivered'" t

@@ -91,6 +91,14 @@ FROM pgwa.instances WHERE id = :'conn';
 SELECT status, body - 'sessionId' AS body, body->>'sessionId' = :'conn' AS same_id, headers->>'Cache-Control' AS cache
 FROM pg_temp.call('GET', '/connections/' || :'conn' || '/qr', :'key');
 SELECT body->>'status' AS st, body->>'hasQrCode' AS has_qr FROM pg_temp.call('GET', '/connections/' || :'conn', :'key');
+-- as the PNG to scan: ?format=png or Accept: image/png; this one has no valid image
+SELECT r.status, r.body::jsonb #>> '{error,field}' AS field FROM pgwa.http('GET', '/connections/' || :'conn' || '/qr',
+	'{"format": "png"}', jsonb_build_object('x-api-key', :'key'), NULL) r;
+UPDATE pgwa.instance_qrcodes SET base64 = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUg==' WHERE instance_id = :'conn';
+SELECT r.status, r.headers, decode(r.body, 'base64') = decode('iVBORw0KGgoAAAANSUhEUg==', 'base64') AS same_png
+FROM pgwa.http('GET', '/connections/' || :'conn' || '/qr', '{}', jsonb_build_object('x-api-key', :'key', 'accept', 'image/png'), NULL) r;
+SELECT r.status, r.headers->>'Content-Type' AS ctype FROM pgwa.http('GET', '/connections/' || :'conn' || '/qr',
+	'{"format": "png"}', jsonb_build_object('x-api-key', :'key'), NULL) r;
 SELECT status, code FROM pg_temp.call('GET', '/connections/' || :'conn' || '/qr', :'other');
 SELECT status, code, headers->>'Allow' AS allow FROM pg_temp.call('POST', '/connections/' || :'conn' || '/qr', :'key');
 

@@ -287,8 +287,8 @@ JOIN pgwa.uploads u ON u.id = substring(l.payload->>'mediaUrl' FROM '/uploads/([
 JOIN pgwa.upload_blobs b ON b.upload_id = u.id;
 SELECT action, details->>'inline' AS inline, details->>'mediaType' AS media FROM pgwa.audit_log
 WHERE action = 'upload.created' ORDER BY at DESC LIMIT 1;
--- the URL serves the bytes: pgwa-http gets them inline, in base64
-SELECT r.status, (r.headers->>'X-Pgwa-File')::jsonb - 'id' AS file, decode(r.body, 'base64') = decode('iVBORw0KGgoAAAANSUhEUg==', 'base64') AS same_bytes
+-- the URL serves the bytes: pgwa-http gets them in base64 and decodes them
+SELECT r.status, r.headers, decode(r.body, 'base64') = decode('iVBORw0KGgoAAAANSUhEUg==', 'base64') AS same_bytes
 FROM pg_temp.last(:'ib') l,
      pgwa.http('GET', substring(l.payload->>'mediaUrl' FROM '(/uploads/[^?]+)'), jsonb_build_object(
          'expires', substring(l.payload->>'mediaUrl' FROM 'expires=([0-9]+)'),
