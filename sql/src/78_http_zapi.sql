@@ -449,6 +449,28 @@ BEGIN
 	RETURN r;
 END $$;
 
+-- GET /qr-code and /qr-code/image: the latest QR code the broker sent, as
+-- Z-API gives it: {"value": code} or {"value": "data:image/png;base64,..."};
+-- {"connected": true} once connected; 404 naming value before any.
+CREATE FUNCTION pgwa._http_zapi_qr(p_instance uuid, p_image boolean) RETURNS pgwa.http_response
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	q jsonb := pgwa.instance_qrcode(p_instance);
+	v text := CASE WHEN p_image THEN q->>'base64' ELSE q->>'code' END;
+BEGIN
+	IF (SELECT s.connection_state = 'connected' FROM pgwa.instance_state s WHERE s.instance_id = p_instance) THEN
+		RETURN pgwa._reply(200, '{"connected": true}');
+	END IF;
+	IF coalesce(v, '') = '' THEN
+		PERFORM pgwa._raise('PW404', 'no QR code yet: the broker has not sent one', 'value');
+	END IF;
+	IF p_image AND v NOT LIKE 'data:%' THEN
+		v := 'data:image/png;base64,' || v;
+	END IF;
+	-- a QR code is a credential for a minute: not for caches
+	RETURN pgwa._reply(200, jsonb_build_object('value', v), '{"Cache-Control": "no-store"}');
+END $$;
+
 CREATE FUNCTION pgwa._route_zapi_authed(p_method text, p_seg text[], p_query jsonb, p_headers jsonb,
                                         p_body text)
 RETURNS pgwa.http_response
@@ -482,6 +504,11 @@ BEGIN
 			RETURN pgwa._http_zapi_cancel(i, p_seg[6]);
 		END IF;
 		RETURN pgwa._not_allowed(p_method, 'DELETE');
+	ELSIF v_route = 'qr-code' AND (n = 5 OR n = 6 AND p_seg[6] = 'image') THEN
+		IF p_method = 'GET' THEN
+			RETURN pgwa._http_zapi_qr(i, n = 6);
+		END IF;
+		RETURN pgwa._not_allowed(p_method, 'GET');
 	ELSIF n = 5 AND v_route = 'status' THEN
 		IF p_method = 'GET' THEN
 			RETURN pgwa._http_zapi_status(i);

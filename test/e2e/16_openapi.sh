@@ -307,6 +307,13 @@ call zapiCancelMessage "$Z/queue/$ZAAP"
 call zapiCancelMessage "$Z/queue/$ZAAP"
 call zapiPurgeQueue "$Z/queue"
 call zapiGetStatus "$Z/status"
+call zapiGetQrCode "$Z/qr-code"
+sql "INSERT INTO pgwa.instance_qrcodes (instance_id, tenant_id, code, base64, received_at)
+     SELECT id, tenant_id, '2@oa-e2e', 'iVBORw0KGgoAAAANSUhEUg==', now() FROM pgwa.instances WHERE id = '$ZI'
+     ON CONFLICT (instance_id) DO UPDATE SET code = excluded.code, base64 = excluded.base64" > /dev/null
+call zapiGetQrCode "$Z/qr-code"
+call zapiGetQrCodeImage "$Z/qr-code/image"
+is "$(j .value)" "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg==" "Z-API: the QR code image as a data: URI"
 for kind in received received-delivery delivery message-status connected disconnected; do
 	op=zapiUpdateWebhook$(sed -E 's/(^|-)(.)/\U\2/g' <<< "$kind")
 	call "$op" "$Z/update-webhook-$kind" "{\"value\":\"$MOCK_URL/client-hooks/oa-e2e/zapi\"}"

@@ -315,6 +315,15 @@ SELECT status, body FROM pg_temp.z('POST', :'zi' || '/send-image', jsonb_build_o
 	'image', 'data:image/jpeg;base64,' || encode(convert_to(repeat('x', 5 * 1048576 + 1), 'UTF8'), 'base64'))::text, :'zh');
 SELECT status, body FROM pg_temp.z('POST', :'zi' || '/send-image', '{"phone":"5511900000001","image":"data:image/png;base64,AAAA"}',
 	'{"host": "bad host/x"}');
+-- the QR code to connect: GET /qr-code and /qr-code/image
+SELECT status, body FROM pg_temp.z('GET', :'zi' || '/qr-code');
+INSERT INTO pgwa.instance_qrcodes (instance_id, tenant_id, code, base64, pairing_code, received_at)
+VALUES (:'ib', :'tb', '2@zapi-qr', 'iVBORw0KGgoAAAANSUhEUg==', NULL, now());
+SELECT status, body, headers->>'Cache-Control' AS cache FROM pg_temp.z('GET', :'zi' || '/qr-code');
+SELECT status, body FROM pg_temp.z('GET', :'zi' || '/qr-code/image');
+SELECT status, body, headers->>'Allow' AS allow FROM pg_temp.z('POST', :'zi' || '/qr-code');
+SELECT pgwa.set_connection_state(:'ib', 'connected') IS NOT NULL AS connected;
+SELECT status, body FROM pg_temp.z('GET', :'zi' || '/qr-code/image');
 -- expiry ends the upload and drops its bytes
 UPDATE pgwa.uploads SET expires_at = now() - interval '1 second' WHERE id IN (SELECT upload_id FROM pgwa.upload_blobs);
 SELECT pgwa.expire_uploads() > 0 AS ended;
