@@ -53,6 +53,13 @@ queue_db_reply(struct MHD_Connection *conn, struct request *req,
 
 	if (status == MHD_HTTP_OK && strcmp(req->path, "/metrics") == 0)
 		append_front_metrics(reply);
+	/* pgwa.http()'s own answer only: never a broker's, forwarded below */
+	if (!response_decode_body(reply))
+	{
+		free(reply->body);
+		free(reply->headers);
+		return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+	}
 	if (reply->headers != NULL && strstr(reply->headers, FORWARD_HEADER) != NULL)
 	{
 		/* a broker operation: the front calls the broker (forward.c) */
@@ -68,12 +75,6 @@ queue_db_reply(struct MHD_Connection *conn, struct request *req,
 			return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
 		}
 		status = reply->status;
-	}
-	if (!response_decode_body(reply))
-	{
-		free(reply->body);
-		free(reply->headers);
-		return queue_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
 	}
 	len = reply->body_len;
 	resp = response_from_reply(reply, req->request_id, &has_content_type);
