@@ -49,8 +49,8 @@ static SPIPlanPtr owner_plan = NULL;
 typedef struct fast_reply
 {
 	int			status;
-	const char *headers;		/* jsonb text */
-	const char *body;			/* jsonb text */
+	const char *headers;		/* JSON text, made jsonb once, in the result */
+	const char *body;			/* jsonb text, as the router's body is */
 } fast_reply;
 
 /*
@@ -205,8 +205,8 @@ send_reply(const pgwa_enqueued *res, fast_reply *out)
 	out->status = res->created ? 202 : 200;
 	out->body = canonical(body.data);
 	out->headers = res->created
-		? canonical(psprintf("{\"Content-Type\": \"application/json\", \"Location\": \"/v1/messages/%s\"}", id))
-		: canonical("{\"Content-Type\": \"application/json\", \"Idempotent-Replayed\": \"true\"}");
+		? psprintf("{\"Content-Type\": \"application/json\", \"Location\": \"/v1/messages/%s\"}", id)
+		: "{\"Content-Type\": \"application/json\", \"Idempotent-Replayed\": \"true\"}";
 }
 
 /*

@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "inbound_dialects.h"
+#include "utils/formatting.h"
 
 /* A whole number in [lo, hi], given as a number or a string of digits. */
 static int
@@ -54,16 +55,6 @@ bounded_int(json_t *obj, const char *key, const char *prefix, int lo, int hi, bo
 	if (d < lo || d > hi)
 		inb_invalid(field, "%s must be between %d and %d", field, lo, hi);
 	return (int) d;
-}
-
-static char *
-lower_ascii(const char *s)
-{
-	char	   *out = pstrdup(s);
-
-	for (char *p = out; *p; p++)
-		*p = pg_tolower((unsigned char) *p);
-	return out;
 }
 
 /* E.164 digits of a phone or wa_id (8 to 15), NULL when it is none. */
@@ -124,7 +115,7 @@ history_message(json_t *m, const char *contact, const char *business, const char
 	json_object_set_new(out, "id", json_string(id));
 	json_object_set_new(out, "phone", json_string(contact));
 	json_object_set_new(out, "fromMe", json_boolean(from_me));
-	inb_set_str(out, "status", status ? lower_ascii(status) : NULL);
+	inb_set_str(out, "status", status ? asc_tolower(status, strlen(status)) : NULL);
 	if (inb_epoch_ms(json_object_get(m, "timestamp"), inb_path(path, "timestamp"), &ms))
 		json_object_set_new(out, "at", json_string(inb_iso(ms)));
 	json_object_set_new(out, "type", json_string(type));

@@ -130,6 +130,22 @@ wake_thread(struct stream *s)
 	(void) rc;					/* a full pipe already wakes it */
 }
 
+/* What a stream holds, once nothing refers to it (or it never started). */
+static void
+stream_free(struct stream *s)
+{
+	if (s->wake[0] >= 0)
+	{
+		close(s->wake[0]);
+		close(s->wake[1]);
+	}
+	json_decref(s->query);
+	free(s->headers);
+	free(s->buf);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
 void
 stream_unref(struct stream *s)
 {
@@ -150,14 +166,7 @@ stream_unref(struct stream *s)
 		}
 	pthread_mutex_unlock(&registry_lock);
 	stream_unreserve();
-
-	close(s->wake[0]);
-	close(s->wake[1]);
-	json_decref(s->query);
-	free(s->headers);
-	free(s->buf);
-	pthread_mutex_destroy(&s->lock);
-	free(s);
+	stream_free(s);
 }
 
 size_t
@@ -596,18 +605,7 @@ stream_start(struct MHD_Connection *conn, const char *tenant_id, long long after
 fail:
 	log_error("cannot start an event stream: out of resources");
 	if (s != NULL)
-	{
-		if (s->wake[0] >= 0)
-		{
-			close(s->wake[0]);
-			close(s->wake[1]);
-		}
-		json_decref(s->query);
-		free(s->headers);
-		free(s->buf);
-		pthread_mutex_destroy(&s->lock);
-		free(s);
-	}
+		stream_free(s);
 	stream_unreserve();
 	return NULL;
 }

@@ -39,22 +39,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE p_media_type WHEN 'image' THEN 5 * 1048576 WHEN 'audio' THEN 16 * 1048576
                          WHEN 'video' THEN 16 * 1048576 ELSE 100 * 1048576 END;
 
-CREATE FUNCTION pgwa._upload_signature(p_id uuid, p_expires bigint) RETURNS text
-LANGUAGE sql STABLE AS $$
-	SELECT pgwa._hmac_sha256_hex(k.key, p_id::text || '.' || p_expires::text) FROM pgwa.upload_signing_key k
-$$;
-
-CREATE FUNCTION pgwa._upload_json(u pgwa.uploads) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-	SELECT jsonb_build_object(
-		'uploadId', u.id,
-		'resourceUrl', format('/uploads/%s?expires=%s&signature=%s', u.id,
-		                      extract(epoch FROM u.expires_at)::bigint,
-		                      pgwa._upload_signature(u.id, extract(epoch FROM u.expires_at)::bigint)),
-		'expiresAt', pgwa._iso(u.expires_at), 'mediaType', u.media_type, 'size', u.size,
-		'fileName', u.file_name, 'contentType', u.content_type)
-$$;
-
 -- The URL pgwa-http is reached at from outside (a broker fetching media):
 -- pgwa.public_url, else the request's Host and X-Forwarded-Proto. Without
 -- either: a 503 naming pgwa.public_url when p_required, else ''.
@@ -76,6 +60,24 @@ BEGIN
 	END IF;
 	RETURN CASE WHEN v_proto = 'https' THEN 'https' ELSE 'http' END || '://' || (p_headers->>'host');
 END $$;
+
+CREATE FUNCTION pgwa._upload_signature(p_id uuid, p_expires bigint) RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT pgwa._hmac_sha256_hex(k.key, p_id::text || '.' || p_expires::text) FROM pgwa.upload_signing_key k
+$$;
+
+-- p_base (pgwa._public_base) makes resourceUrl absolute, so that a
+-- message's mediaUrl can name it as it is.
+CREATE FUNCTION pgwa._upload_json(u pgwa.uploads, p_base text DEFAULT '') RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+	SELECT jsonb_build_object(
+		'uploadId', u.id,
+		'resourceUrl', format('%s/uploads/%s?expires=%s&signature=%s', p_base, u.id,
+		                      extract(epoch FROM u.expires_at)::bigint,
+		                      pgwa._upload_signature(u.id, extract(epoch FROM u.expires_at)::bigint)),
+		'expiresAt', pgwa._iso(u.expires_at), 'mediaType', u.media_type, 'size', u.size,
+		'fileName', u.file_name, 'contentType', u.content_type)
+$$;
 
 -- POST /api/whatsapp/uploads, as pgwa-http calls it once it holds the file:
 -- the body is what it read of it {"fileName","contentType","size"}, the
@@ -113,9 +115,7 @@ BEGIN
 	PERFORM pgwa._audit(v_tenant, NULL, 'upload.created',
 	                    jsonb_build_object('uploadId', u.id, 'fileName', u.file_name, 'size', u.size,
 	                                       'mediaType', u.media_type));
-	-- absolute, so that a message's mediaUrl can name it as it is
-	RETURN pgwa._reply(201, jsonb_set(pgwa._upload_json(u), '{resourceUrl}',
-		to_jsonb(pgwa._public_base(p_headers, false) || (pgwa._upload_json(u)->>'resourceUrl'))));
+	RETURN pgwa._reply(201, pgwa._upload_json(u, pgwa._public_base(p_headers, false)));
 END $$;
 
 -- Media sent inline (a data: URI or bare base64, as Z-API clients may send
@@ -205,7 +205,7 @@ BEGIN
 		                    jsonb_build_object('uploadId', u.id, 'fileName', u.file_name, 'size', u.size,
 		                                       'mediaType', u.media_type, 'inline', true));
 	END IF;
-	RETURN to_jsonb(pgwa._public_base(p_headers) || (pgwa._upload_json(u)->>'resourceUrl'));
+	RETURN pgwa._upload_json(u, pgwa._public_base(p_headers))->'resourceUrl';
 END $$;
 
 -- GET /uploads/{id}?expires=&signature=: no key, the signature is the

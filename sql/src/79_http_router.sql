@@ -41,9 +41,10 @@ BEGIN
 	RETURN r;
 END $$;
 
--- The router behind pgwa.http(): every request but the usual seed-000
--- webhook, which pgwa.http() stores itself (extension/ingest.c) and which
--- this answers the same way when it comes here.
+-- The router behind pgwa.http(): every request but the two that
+-- pgwa.http() serves itself when all is as usual (extension/http_fast.c:
+-- the seed-000 webhook and a send), which this answers the same way when
+-- they come here.
 CREATE FUNCTION pgwa._http_sql(p_method text, p_path text, p_query jsonb DEFAULT '{}',
                                p_headers jsonb DEFAULT '{}', p_body text DEFAULT NULL)
 RETURNS pgwa.http_response

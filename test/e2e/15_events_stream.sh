@@ -113,18 +113,21 @@ is "$(frames "$E2E_TMP/after.sse" | tr '\n' ' ')" \
 	"$(sql "SELECT string_agg(id || ' messages.new', ' ' ORDER BY id) || ' ' FROM pgwa.events WHERE tenant_id = '$TENANT' AND id > $E1 AND event = 'messages.new'")" \
 	"?after= with ?events= replays only those events"
 
+# stream sessions: a stream's reads are its own statement, in a session of its own
+streaming() { sql "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name = 'pgwa-http'
+                   AND query LIKE 'SELECT status, body FROM pgwa.http(''GET'', ''/v1/events''%'"; }
+streaming_is() { [ "$(streaming)" = "$1" ]; }
+
 # A client that leaves is noticed at once, not at the next heartbeat (15 s
 # here): the stream's database session ends.
-stream_sessions() { sql "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name = 'pgwa-http'
-                         AND query LIKE 'SELECT status, body FROM pgwa.http(''GET'', ''/v1/events''%'"; }
-BEFORE=$(stream_sessions)
+BEFORE=$(streaming)
 curl -s -N --max-time 60 -H "X-API-Key: $KEY" "$PGWA_URL/v1/events" > "$E2E_TMP/leave.sse" 2>/dev/null &
 LEAVER=$!
 ok "a stream starts" wait_for 5 at_least 1 '^id: ' "$E2E_TMP/leave.sse"
-is "$(stream_sessions)" $((BEFORE + 1)) "with its own database session"
+is "$(streaming)" $((BEFORE + 1)) "with its own database session"
 kill "$LEAVER"
 wait "$LEAVER" 2>/dev/null
-ok "its client leaves: the session ends within 2 s" wait_for 2 bash -c "[ \"\$(psql -X -qtA -c \"SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name = 'pgwa-http' AND query LIKE 'SELECT status, body FROM pgwa.http(''GET'', ''/v1/events''%'\")\" = $BEFORE ]"
+ok "its client leaves: the session ends within 2 s" wait_for 2 streaming_is "$BEFORE"
 
 # A second front: heartbeat every second, one stream at most.
 PGDATABASE=pgwa PGWA_HTTP_PORT=0 PGWA_HTTP_THREADS=2 PGWA_HTTP_SSE_HEARTBEAT=1 PGWA_HTTP_MAX_STREAMS=1 \
@@ -132,10 +135,6 @@ PGDATABASE=pgwa PGWA_HTTP_PORT=0 PGWA_HTTP_THREADS=2 PGWA_HTTP_SSE_HEARTBEAT=1 P
 FRONT=$!
 for _ in $(seq 100); do grep -q "listening on" "$E2E_TMP/sse.out" && break; sleep 0.05; done
 URL="http://$(sed -n 's/.*listening on //p' "$E2E_TMP/sse.out" | head -1)"
-# stream sessions: a stream's reads are its own statement; an ended stream's
-# session lingers until its next heartbeat finds the client gone
-streaming() { sql "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name = 'pgwa-http'
-                   AND query LIKE 'SELECT status, body FROM pgwa.http(''GET'', ''/v1/events''%'"; }
 BEFORE=$(streaming)
 curl -s -N --max-time 60 -H "X-API-Key: $KEY" "$URL/v1/events" > "$E2E_TMP/beat.sse" 2>/dev/null &
 BEAT=$!
